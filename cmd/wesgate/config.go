@@ -1,0 +1,226 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/wesgate/wesgate/wes"
+)
+
+// duration is a time.Duration written as "5s" in the config file.
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// config is the configuration file; wesgate.example.toml documents each key.
+type config struct {
+	Addr            string `toml:"addr"`
+	Data            string `toml:"data"`
+	PublicURL       string `toml:"public_url"`
+	LogLevel        string `toml:"log_level"`
+	LogFormat       string `toml:"log_format"`
+	MaxRequestBytes int64  `toml:"max_request_bytes"`
+
+	Service struct {
+		ID               string `toml:"id"`
+		Name             string `toml:"name"`
+		Description      string `toml:"description"`
+		OrganizationName string `toml:"organization_name"`
+		OrganizationURL  string `toml:"organization_url"`
+		ContactURL       string `toml:"contact_url"`
+		DocumentationURL string `toml:"documentation_url"`
+		Environment      string `toml:"environment"`
+	} `toml:"service"`
+
+	Limits struct {
+		MaxAttachments   int   `toml:"max_attachments"`
+		MaxFieldBytes    int64 `toml:"max_field_bytes"`
+		MaxWorkflowBytes int64 `toml:"max_workflow_bytes"`
+		MaxJSONDepth     int   `toml:"max_json_depth"`
+	} `toml:"limits"`
+
+	Runs struct {
+		DefaultPageSize int      `toml:"default_page_size"`
+		MaxPageSize     int      `toml:"max_page_size"`
+		PollInterval    duration `toml:"poll_interval"`
+	} `toml:"runs"`
+
+	WorkflowURL struct {
+		Fetch        *bool    `toml:"fetch"`
+		AllowPrivate bool     `toml:"allow_private"`
+		Timeout      duration `toml:"timeout"`
+		FilePrefixes []string `toml:"file_prefixes"`
+	} `toml:"workflow_url"`
+
+	Executor struct {
+		Kind        string   `toml:"kind"`
+		MaxJobs     int      `toml:"max_jobs"`
+		CancelGrace duration `toml:"cancel_grace"`
+	} `toml:"executor"`
+
+	Engines []engineConfig `toml:"engines"`
+}
+
+// engineConfig changes a built-in engine (same name) or adds one.
+type engineConfig struct {
+	Name           string              `toml:"name"`
+	Disabled       bool                `toml:"disabled"`
+	Types          map[string][]string `toml:"types"`
+	Command        []string            `toml:"command"`
+	VersionCommand []string            `toml:"version_command"`
+	Outputs        string              `toml:"outputs"`
+	Setup          []string            `toml:"setup"`
+	Params         []paramConfig       `toml:"params"`
+}
+
+type paramConfig struct {
+	Name    string   `toml:"name"`
+	Type    string   `toml:"type"`
+	Default string   `toml:"default"`
+	Flag    string   `toml:"flag"`
+	Choices []string `toml:"choices"`
+	Min     *float64 `toml:"min"`
+	Max     *float64 `toml:"max"`
+	Help    string   `toml:"help"`
+}
+
+func defaultConfig() config {
+	var c config
+	c.Addr = "127.0.0.1:8080"
+	c.Data = "./wesgate-data"
+	c.LogLevel = "info"
+	c.LogFormat = "text"
+	c.MaxRequestBytes = 256 << 20
+	c.Service.ID = "org.ga4gh.wesgate"
+	c.Service.Name = "wesgate"
+	c.Service.Description = "GA4GH WES for a Slurm cluster"
+	c.Service.OrganizationName = "wesgate"
+	c.Service.OrganizationURL = "https://example.org"
+	c.Service.Environment = "dev"
+	c.Runs.PollInterval = duration{5 * time.Second}
+	c.WorkflowURL.Timeout = duration{30 * time.Second}
+	c.Executor.Kind = "local"
+	c.Executor.MaxJobs = 2
+	c.Executor.CancelGrace = duration{10 * time.Second}
+	return c
+}
+
+// loadConfig reads the file at path over the defaults. Unknown keys are an
+// error, so a misspelt key does not silently do nothing.
+func loadConfig(path string, c *config) error {
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	md, err := toml.Decode(string(b), c)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if undec := md.Undecoded(); len(undec) > 0 {
+		return fmt.Errorf("config %s: unknown key %q", path, undec[0].String())
+	}
+	return nil
+}
+
+// engines merges the configured engines over the built-in ones.
+func (c *config) engines() ([]wes.Engine, error) {
+	list := wes.DefaultEngines()
+	for _, ec := range c.Engines {
+		if ec.Name == "" {
+			return nil, errors.New("config: an engine has no name")
+		}
+		i := -1
+		for j := range list {
+			if list[j].Name == ec.Name {
+				i = j
+			}
+		}
+		if i < 0 {
+			list = append(list, wes.Engine{Name: ec.Name, Outputs: wes.OutputsWorkdir})
+			i = len(list) - 1
+		}
+		e := &list[i]
+		if ec.Disabled {
+			list = append(list[:i], list[i+1:]...)
+			continue
+		}
+		if ec.Types != nil {
+			e.Types = ec.Types
+		}
+		if ec.Command != nil {
+			e.Command = ec.Command
+		}
+		if ec.VersionCommand != nil {
+			e.VersionCommand = ec.VersionCommand
+		}
+		if ec.Outputs != "" {
+			e.Outputs = ec.Outputs
+		}
+		if ec.Setup != nil {
+			e.Setup = ec.Setup
+		}
+		if ec.Params != nil {
+			e.Params = nil
+			for _, p := range ec.Params {
+				e.Params = append(e.Params, wes.EngineParam{Name: p.Name, Type: p.Type, Default: p.Default,
+					Flag: p.Flag, Choices: p.Choices, Min: p.Min, Max: p.Max, Help: p.Help})
+			}
+		}
+		if err := checkEngine(e); err != nil {
+			return nil, err
+		}
+	}
+	return list, nil
+}
+
+func checkEngine(e *wes.Engine) error {
+	switch {
+	case len(e.Types) == 0:
+		return fmt.Errorf("config: engine %s has no workflow types", e.Name)
+	case len(e.Command) == 0:
+		return fmt.Errorf("config: engine %s has no command", e.Name)
+	case len(e.VersionCommand) == 0:
+		return fmt.Errorf("config: engine %s has no version_command", e.Name)
+	}
+	switch e.Outputs {
+	case wes.OutputsCWL, wes.OutputsDirectory, wes.OutputsWorkdir:
+	default:
+		return fmt.Errorf("config: engine %s: outputs must be cwl, directory or workdir", e.Name)
+	}
+	for _, p := range e.Params {
+		switch p.Type {
+		case wes.ParamBool, wes.ParamInt, wes.ParamFloat, wes.ParamString:
+		default:
+			return fmt.Errorf("config: engine %s: parameter %s: type must be bool, int, float or string", e.Name, p.Name)
+		}
+	}
+	return nil
+}
+
+// isLoopback reports whether a listen address only accepts local connections.
+func isLoopback(addr string) (bool, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, fmt.Errorf("address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return true, nil
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback(), nil
+}

@@ -1,0 +1,253 @@
+// Command wesgate serves the GA4GH Workflow Execution Service API and web
+// pages for a Slurm cluster (or, by default, this machine).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/wesgate/wesgate/auth"
+	"github.com/wesgate/wesgate/scheduler/local"
+	"github.com/wesgate/wesgate/web"
+	"github.com/wesgate/wesgate/wes"
+	"github.com/wesgate/wesgate/wes/sqlite"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "wesgate:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `wesgate serves the GA4GH WES 1.1.0 API and web pages for workflow runs.
+
+Usage:
+  wesgate [serve] [flags]
+
+With no flags it listens on 127.0.0.1:8080, keeps its data in ./wesgate-data
+and runs workflows on this machine with the engines found on PATH.
+
+Flags (each also read from the environment variable shown):
+`
+
+// run is the whole program: it reads the configuration, builds every part,
+// serves until ctx ends, and shuts down in order.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "serve" {
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet("wesgate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "", "listen address (WESGATE_ADDR; default 127.0.0.1:8080)")
+	data := fs.String("data", "", "data directory: database and run directories (WESGATE_DATA; default ./wesgate-data)")
+	cfgPath := fs.String("config", "", "configuration file, TOML (WESGATE_CONFIG; see wesgate.example.toml)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (try --help)", fs.Arg(0))
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "wesgate", version)
+		return nil
+	}
+	cfg := defaultConfig()
+	if err := loadConfig(firstOf(*cfgPath, getenv("WESGATE_CONFIG")), &cfg); err != nil {
+		return err
+	}
+	cfg.Addr = firstOf(*addr, getenv("WESGATE_ADDR"), cfg.Addr)
+	cfg.Data = firstOf(*data, getenv("WESGATE_DATA"), cfg.Data)
+
+	log, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+
+	// Without an identity provider every request acts for the local account,
+	// so only this machine may connect.
+	loop, err := isLoopback(cfg.Addr)
+	if err != nil {
+		return err
+	}
+	if !loop {
+		return fmt.Errorf("refusing to listen on %s: without authentication configured wesgate serves only loopback addresses (127.0.0.1, ::1, localhost)", cfg.Addr)
+	}
+	authn, err := auth.NewLocal()
+	if err != nil {
+		return fmt.Errorf("local identity: %w", err)
+	}
+	log.Warn("development mode: no identity provider; every request acts for the local account", "user", authn.User.Username)
+
+	dataDir, err := filepath.Abs(cfg.Data)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if strings.ContainsAny(dataDir, " \t\n'\"$`\\;&|<>(){}*?!#~") {
+		return fmt.Errorf("data directory %q: use a path of plain characters (it appears in batch scripts)", dataDir)
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+
+	engines, err := cfg.engines()
+	if err != nil {
+		return err
+	}
+	var offered []wes.Engine
+	for _, e := range engines {
+		if err := e.Detect(ctx); err != nil {
+			log.Info("engine not offered", "engine", e.Name, "reason", err)
+			continue
+		}
+		log.Info("engine offered", "engine", e.Name, "version", e.Version)
+		offered = append(offered, e)
+	}
+
+	db, err := sqlite.Open(ctx, filepath.Join(dataDir, "wesgate.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	var svc *wes.Service
+	wake := func() {
+		if svc != nil {
+			svc.Wake()
+		}
+	}
+	if cfg.Executor.Kind != "local" {
+		return fmt.Errorf("config: executor kind %q is not known (local)", cfg.Executor.Kind)
+	}
+	exec := local.New(local.Config{RunsDir: filepath.Join(dataDir, "runs"), MaxJobs: cfg.Executor.MaxJobs,
+		Grace: cfg.Executor.CancelGrace.Duration, OnChange: wake}, log.With("component", "local"))
+	defer exec.Close()
+
+	var fetcher *wes.Fetcher
+	if cfg.WorkflowURL.Fetch == nil || *cfg.WorkflowURL.Fetch {
+		fetcher = wes.NewFetcher(cfg.WorkflowURL.Timeout.Duration, cfg.WorkflowURL.AllowPrivate)
+	}
+	limits := wes.DefaultLimits
+	setIf(&limits.MaxAttachments, cfg.Limits.MaxAttachments)
+	setIf(&limits.MaxFieldBytes, cfg.Limits.MaxFieldBytes)
+	setIf(&limits.MaxWorkflowBytes, cfg.Limits.MaxWorkflowBytes)
+	setIf(&limits.MaxJSONDepth, cfg.Limits.MaxJSONDepth)
+	svc, err = wes.NewService(ctx, wes.Config{
+		DataDir: dataDir,
+		Engines: offered,
+		Limits:  limits,
+		Info: wes.Info{ID: cfg.Service.ID, Name: cfg.Service.Name, Description: cfg.Service.Description,
+			OrganizationName: cfg.Service.OrganizationName, OrganizationURL: cfg.Service.OrganizationURL,
+			ContactURL: cfg.Service.ContactURL, DocumentationURL: cfg.Service.DocumentationURL,
+			Environment: cfg.Service.Environment, Version: version, CreatedAt: time.Now()},
+		FileURLPrefixes: cfg.WorkflowURL.FilePrefixes,
+		Fetcher:         fetcher,
+		PollInterval:    cfg.Runs.PollInterval.Duration,
+		DefaultPageSize: cfg.Runs.DefaultPageSize,
+		MaxPageSize:     cfg.Runs.MaxPageSize,
+	}, db, exec, log.With("component", "wes"))
+	if err != nil {
+		return err
+	}
+
+	handler := web.NewServer(web.Config{PublicURL: cfg.PublicURL, MaxRequestBytes: cfg.MaxRequestBytes},
+		svc, authn, log.With("component", "web"))
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       15 * time.Minute, // large uploads; slow clients are cut off
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	var wg sync.WaitGroup
+	monitorCtx, stopMonitor := context.WithCancel(ctx)
+	defer stopMonitor()
+	wg.Go(func() { svc.Run(monitorCtx) })
+	serveErr := make(chan error, 1)
+	wg.Go(func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+		}
+	})
+	log.Info("wesgate listening", "url", "http://"+ln.Addr().String()+"/", "data", dataDir, "executor", exec.Name(),
+		"engines", len(offered))
+	fmt.Fprintf(stdout, "wesgate listening on http://%s/ (WES API at http://%s/ga4gh/wes/v1)\n", ln.Addr(), ln.Addr())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-serveErr:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	stopMonitor()
+	wg.Wait()
+	return runErr
+}
+
+func firstOf(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func setIf[T int | int64](dst *T, v T) {
+	if v > 0 {
+		*dst = v
+	}
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("config: log_level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("config: log_format must be text or json")
+}

@@ -1,0 +1,105 @@
+// Package scheduler holds the vocabulary wesgate uses to talk to batch systems:
+// jobs, their Slurm-style states and steps, and the one batch-script generator
+// that every executor runs. It speaks Slurm, not WES: the wes package maps
+// these states to WES states.
+package scheduler
+
+import (
+	"time"
+)
+
+// Job is one workflow run handed to an executor.
+type Job struct {
+	// Name is the job name; it carries the run id so that a job can be found
+	// again by name after a crash between submission and recording its id.
+	Name string
+	// User is the cluster account the job runs as ("" means the executor's own).
+	User string
+	// Dir is the run directory on the execution side. It holds work/ (the
+	// attachments, the engine's working directory), the batch script, the
+	// engine's stdout and stderr, and the wrapper's .wesgate/ records.
+	Dir string
+	// Script is the batch script, as made by Script.
+	Script []byte
+}
+
+// Files the batch-script wrapper and the executors use inside a run directory.
+const (
+	ScriptFile  = "job.sh"
+	StdoutFile  = "stdout.txt"
+	StderrFile  = "stderr.txt"
+	WorkDir     = "work"
+	OutputsDir  = "outputs"
+	RecordDir   = ".wesgate"
+	RCFile      = ".wesgate/rc"
+	StartedFile = ".wesgate/started"
+	EndedFile   = ".wesgate/ended"
+)
+
+// Job states, named as Slurm names them (sacct/squeue). Executors that are not
+// Slurm report the nearest Slurm state.
+const (
+	StatePending     = "PENDING"
+	StateConfiguring = "CONFIGURING"
+	StateRunning     = "RUNNING"
+	StateCompleting  = "COMPLETING"
+	StateCompleted   = "COMPLETED"
+	StateFailed      = "FAILED"
+	StateCancelled   = "CANCELLED"
+	StateTimeout     = "TIMEOUT"
+	StateDeadline    = "DEADLINE"
+	StateOutOfMemory = "OUT_OF_MEMORY"
+	StateNodeFail    = "NODE_FAIL"
+	StateBootFail    = "BOOT_FAIL"
+	StatePreempted   = "PREEMPTED"
+	StateSuspended   = "SUSPENDED"
+	StateStopped     = "STOPPED"
+	StateRequeued    = "REQUEUED"
+)
+
+// JobStatus is what an executor knows about one job.
+type JobStatus struct {
+	ID    string
+	State string // one of the State constants
+	// Reason is Slurm's pending reason or a short executor note.
+	Reason string
+	// CancelledBy is the uid or name that cancelled the job, when known.
+	CancelledBy string
+	// ExitCode is the job's exit code; a job ended by a signal reports 128+signal.
+	ExitCode  int
+	HasExit   bool
+	Start     time.Time
+	End       time.Time
+	Partition string
+	Node      string
+	Steps     []Step
+}
+
+// Terminal reports whether the job has stopped for good.
+func (s JobStatus) Terminal() bool {
+	switch s.State {
+	case StateCompleted, StateFailed, StateCancelled, StateTimeout, StateDeadline,
+		StateOutOfMemory, StateNodeFail, StateBootFail, StatePreempted:
+		return true
+	}
+	return false
+}
+
+// Step is one step of a job (Slurm's batch step and srun steps).
+type Step struct {
+	ID       string
+	Name     string
+	State    string
+	ExitCode int
+	HasExit  bool
+	Start    time.Time
+	End      time.Time
+}
+
+// RejectedError is a submission the batch system refused for good (for
+// example an unknown partition). Msg is safe to show the run's owner.
+type RejectedError struct {
+	Msg string
+}
+
+func (e *RejectedError) Error() string { return "job rejected: " + e.Msg }

@@ -1,0 +1,349 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wesgate/wesgate/wes"
+)
+
+func (s *Server) handleServiceInfo() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var u *wes.User
+		if user, ok := userFrom(r.Context()); ok {
+			u = &user
+		}
+		info, err := s.runs.ServiceInfo(r.Context(), u, s.baseURL(r))
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, info)
+	})
+}
+
+// runID is the WES RunId object.
+type runID struct {
+	RunID string `json:"run_id"`
+}
+
+func (s *Server) handleCreateRun() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := userFrom(r.Context())
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes)
+		if r.ContentLength > s.cfg.MaxRequestBytes {
+			s.apiError(w, r, wes.ErrTooLarge)
+			return
+		}
+		draft, err := s.runs.NewDraft()
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		defer draft.Discard()
+		if err := s.decodeRunRequest(r, draft); err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		id, err := s.runs.CreateRun(r.Context(), u, draft)
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, runID{RunID: id})
+	})
+}
+
+// decodeRunRequest reads a RunWorkflow request into the draft: the
+// specification's multipart/form-data, a urlencoded form, or (a convenience)
+// a JSON RunRequest without attachments.
+func (s *Server) decodeRunRequest(r *http.Request, d *wes.Draft) error {
+	ct, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return &statusError{http.StatusUnsupportedMediaType, "Content-Type must be multipart/form-data or application/json"}
+	}
+	switch ct {
+	case "multipart/form-data":
+		if params["boundary"] == "" {
+			return wes.Invalid("Content-Type", "multipart/form-data needs a boundary")
+		}
+		return s.decodeMultipart(r, d)
+	case "application/json":
+		return decodeJSONRequest(r.Body, d)
+	case "application/x-www-form-urlencoded":
+		if err := r.ParseForm(); err != nil {
+			return bodyError(err)
+		}
+		for k, vs := range r.PostForm {
+			for _, v := range vs {
+				d.SetField(k, v)
+			}
+		}
+		return nil
+	}
+	return &statusError{http.StatusUnsupportedMediaType, "Content-Type must be multipart/form-data or application/json"}
+}
+
+// bodyError keeps a size-limit error recognisable and words any other body
+// failure as the client's problem.
+func bodyError(err error) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return err
+	}
+	return wes.Invalid("body", "could not be read as the declared Content-Type")
+}
+
+func (s *Server) decodeMultipart(r *http.Request, d *wes.Draft) error {
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return bodyError(err)
+	}
+	limit := s.runs.Limits().MaxFieldBytes
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return bodyError(err)
+		}
+		name := part.FormName()
+		// Part.FileName drops directories; the filename parameter keeps them.
+		_, cd, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+		filename, hasFile := cd["filename"]
+		switch {
+		case name == wes.FieldAttachment:
+			if !hasFile {
+				d.Reject(wes.FieldAttachment, "a part has no filename")
+				io.Copy(io.Discard, part)
+				break
+			}
+			if err := d.AddAttachment(filename, part); err != nil {
+				part.Close()
+				var tooBig *http.MaxBytesError
+				if errors.As(err, &tooBig) {
+					return err
+				}
+				if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "multipart") {
+					return bodyError(err)
+				}
+				return fmt.Errorf("store attachment: %w", err)
+			}
+		default:
+			// Some clients send the JSON fields as file parts; take the content.
+			b, err := io.ReadAll(io.LimitReader(part, limit+1))
+			if err != nil {
+				part.Close()
+				return bodyError(err)
+			}
+			d.SetField(name, string(b))
+		}
+		part.Close()
+	}
+}
+
+// decodeJSONRequest reads a RunRequest object. Its object fields may be
+// objects (as the schema says) or JSON strings (as multipart sends them).
+func decodeJSONRequest(body io.Reader, d *wes.Draft) error {
+	var req map[string]json.RawMessage
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		return wes.Invalid("body", "is not a JSON object")
+	}
+	for k, raw := range req {
+		var str string
+		if err := json.Unmarshal(raw, &str); err == nil {
+			d.SetField(k, str)
+			continue
+		}
+		if string(raw) == "null" {
+			continue
+		}
+		d.SetField(k, string(raw))
+	}
+	return nil
+}
+
+// parsePageSize reads page_size; absent is 0 (the default).
+func parsePageSize(r *http.Request) (int, error) {
+	v := r.URL.Query().Get("page_size")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		return 0, wes.Invalid("page_size", "must be a positive whole number")
+	}
+	if n > 1<<30 {
+		n = 1 << 30
+	}
+	return int(n), nil
+}
+
+func (s *Server) handleListRuns() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := userFrom(r.Context())
+		size, err := parsePageSize(r)
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		q := r.URL.Query()
+		opts := wes.ListOptions{PageSize: size, PageToken: q.Get("page_token"), Tag: q.Get("tag")}
+		for _, st := range q["state"] {
+			for _, one := range strings.Split(st, ",") {
+				opts.States = append(opts.States, wes.State(strings.ToUpper(strings.TrimSpace(one))))
+			}
+		}
+		runs, next, err := s.runs.ListRuns(r.Context(), u, opts)
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		list := wes.RunList{Runs: make([]wes.RunSummary, len(runs)), NextPageToken: next}
+		for i, run := range runs {
+			list.Runs[i] = wes.Summary(run)
+		}
+		writeJSON(w, http.StatusOK, list)
+	})
+}
+
+func (s *Server) handleGetRunLog() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := userFrom(r.Context())
+		id := r.PathValue("run_id")
+		run, err := s.runs.GetRun(r.Context(), u, id)
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		tasks, err := s.runs.Tasks(r.Context(), u, id)
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.runs.RunLog(run, tasks, s.baseURL(r)))
+	})
+}
+
+func (s *Server) handleGetRunStatus() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := userFrom(r.Context())
+		st, err := s.runs.GetStatus(r.Context(), u, r.PathValue("run_id"))
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
+}
+
+func (s *Server) handleCancelRun() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := userFrom(r.Context())
+		id := r.PathValue("run_id")
+		if err := s.runs.Cancel(r.Context(), u, id); err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, runID{RunID: id})
+	})
+}
+
+func (s *Server) handleListTasks() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := userFrom(r.Context())
+		size, err := parsePageSize(r)
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		id := r.PathValue("run_id")
+		run, err := s.runs.GetRun(r.Context(), u, id)
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		tasks, next, err := s.runs.ListTasks(r.Context(), u, id, size, r.URL.Query().Get("page_token"))
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		list := wes.TaskList{TaskLogs: make([]wes.TaskLog, len(tasks)), NextPageToken: next}
+		for i, t := range tasks {
+			list.TaskLogs[i] = s.runs.TaskLog(run, t, s.baseURL(r))
+		}
+		writeJSON(w, http.StatusOK, list)
+	})
+}
+
+func (s *Server) handleGetTask() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := userFrom(r.Context())
+		id := r.PathValue("run_id")
+		run, err := s.runs.GetRun(r.Context(), u, id)
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		t, err := s.runs.GetTask(r.Context(), u, id, r.PathValue("task_id"))
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.runs.TaskLog(run, *t, s.baseURL(r)))
+	})
+}
+
+// handleLog serves a run's stdout or stderr as text, with Range support;
+// while the run is active it reads the file the job is writing.
+func (s *Server) handleLog(stream string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := userFrom(r.Context())
+		f, run, err := s.runs.OpenLog(r.Context(), u, r.PathValue("run_id"), stream)
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !run.State.Terminal() {
+			w.Header().Set("Cache-Control", "no-store")
+		}
+		http.ServeContent(w, r, "", time.Time{}, f)
+	})
+}
+
+// handleFile serves an output file of a run for download.
+func (s *Server) handleFile() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := userFrom(r.Context())
+		rel := r.PathValue("path")
+		f, err := s.runs.OpenFile(r.Context(), u, r.PathValue("run_id"), rel)
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": fi.Name()}))
+		http.ServeContent(w, r, "", fi.ModTime(), f)
+	})
+}

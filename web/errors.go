@@ -1,0 +1,59 @@
+package web
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/wesgate/wesgate/wes"
+)
+
+// errorResponse is the WES ErrorResponse.
+type errorResponse struct {
+	Msg        string `json:"msg"`
+	StatusCode int    `json:"status_code"`
+}
+
+// apiError writes err as an ErrorResponse. Domain errors map to their status;
+// anything else is a 500 whose cause is logged and never sent.
+func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := s.classify(r, err)
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="wesgate"`)
+	}
+	writeJSON(w, status, errorResponse{Msg: msg, StatusCode: status})
+}
+
+// classify maps an error to a status and a message that is safe to show.
+func (s *Server) classify(r *http.Request, err error) (int, string) {
+	var inv *wes.InvalidError
+	var tooBig *http.MaxBytesError
+	var se *statusError
+	switch {
+	case errors.As(err, &se):
+		return se.status, se.msg
+	case errors.As(err, &inv):
+		return http.StatusBadRequest, inv.Error()
+	case errors.As(err, &tooBig), errors.Is(err, wes.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "the request is larger than this server accepts"
+	case errors.Is(err, wes.ErrNotFound):
+		return http.StatusNotFound, "not found"
+	case errors.Is(err, wes.ErrUnauthorized):
+		return http.StatusUnauthorized, "a valid bearer token is required"
+	case errors.Is(err, wes.ErrForbidden):
+		return http.StatusForbidden, err.Error() // the service words these for the user
+	case errors.Is(err, wes.ErrUnavailable):
+		return http.StatusServiceUnavailable, "the service cannot handle this request now; try again later"
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
+		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
+	return http.StatusInternalServerError, "internal server error"
+}
+
+// statusError is an HTTP status with a safe message, for the edge's own checks.
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string { return e.msg }

@@ -1,0 +1,38 @@
+package web
+
+import (
+	"net/http"
+)
+
+// apiBase is the WES API's base path.
+const apiBase = "/ga4gh/wes/v1"
+
+// routes is the whole HTTP surface of wesgate, with the middleware guarding
+// each route: api() needs an authenticated user and answers errors as WES
+// ErrorResponses; anonAPI() also serves anonymous callers.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+
+	// The WES API (GA4GH WES 1.1.0), and documented extensions.
+	mux.Handle("GET "+apiBase+"/service-info", s.anonAPI(s.handleServiceInfo()))
+	mux.Handle("GET "+apiBase+"/runs", s.api(s.handleListRuns()))
+	mux.Handle("POST "+apiBase+"/runs", s.api(s.handleCreateRun()))
+	mux.Handle("GET "+apiBase+"/runs/{run_id}", s.api(s.handleGetRunLog()))
+	mux.Handle("DELETE "+apiBase+"/runs/{run_id}", s.api(s.handleCancelRun()))
+	mux.Handle("GET "+apiBase+"/runs/{run_id}/status", s.api(s.handleGetRunStatus()))
+	mux.Handle("POST "+apiBase+"/runs/{run_id}/cancel", s.api(s.handleCancelRun()))
+	mux.Handle("GET "+apiBase+"/runs/{run_id}/tasks", s.api(s.handleListTasks()))
+	mux.Handle("GET "+apiBase+"/runs/{run_id}/tasks/{task_id}", s.api(s.handleGetTask()))
+	mux.Handle("GET "+apiBase+"/runs/{run_id}/stdout", s.api(s.handleLog("stdout")))
+	mux.Handle("GET "+apiBase+"/runs/{run_id}/stderr", s.api(s.handleLog("stderr")))
+	mux.Handle("GET "+apiBase+"/runs/{run_id}/files/{path...}", s.api(s.handleFile()))
+	mux.Handle(apiBase+"/", s.apiFallback(mux))
+
+	// Pages.
+	mux.Handle("GET /auth/instructions", s.handleAuthInstructions())
+	mux.Handle("GET /{$}", s.handleHome())
+	mux.Handle("GET /static/", s.handleStatic())
+	mux.Handle("/", s.handleNotFoundPage())
+
+	return s.recoverPanics(securityHeaders(mux))
+}

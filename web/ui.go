@@ -1,0 +1,81 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/a-h/templ"
+
+	"github.com/wesgate/wesgate/views"
+)
+
+// render writes a component into a buffer first, so a failed render is a
+// clean 500 and nothing is written after the response has started.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	var b bytes.Buffer
+	if err := c.Render(r.Context(), &b); err != nil {
+		s.log.Error("render", "path", r.URL.Path, "err", err)
+		http.Error(w, "internal server error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(b.Bytes())
+}
+
+// page returns the frame of a page.
+func (s *Server) page(ctx context.Context, title string) views.Page {
+	p := views.Page{Title: title, CSS: s.assets.URL("app.css")}
+	if u, ok := userFrom(ctx); ok {
+		p.User = u.Display
+	}
+	return p
+}
+
+func (s *Server) handleHome() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := views.HomeView{APIBase: s.baseURL(r) + apiBase}
+		for _, e := range s.runs.Engines() {
+			var types []string
+			for t, vs := range e.Types {
+				types = append(types, t+" "+strings.Join(vs, ", "))
+			}
+			sort.Strings(types)
+			v.Engines = append(v.Engines, views.EngineView{Name: e.Name, Version: e.Version, Types: strings.Join(types, "; ")})
+		}
+		s.render(w, r, http.StatusOK, views.Home(s.page(r.Context(), "Start"), v))
+	})
+}
+
+func (s *Server) handleAuthInstructions() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		base := s.baseURL(r) + apiBase
+		auth := ""
+		if s.auth.Mode() != "local" {
+			auth = "  -H \"Authorization: Bearer $TOKEN\" \\\n"
+		}
+		example := "curl -X POST " + base + "/runs \\\n" + auth +
+			"  -F workflow_type=CWL -F workflow_type_version=v1.2 \\\n" +
+			"  -F workflow_url=workflow.cwl \\\n" +
+			"  -F 'workflow_params={\"message\": \"hello\"}' \\\n" +
+			"  -F 'workflow_attachment=@workflow.cwl;filename=workflow.cwl'\n\n" +
+			"curl " + strings.TrimSuffix(auth, " \\\n") + " " + base + "/runs/RUN_ID/status\n"
+		example = strings.ReplaceAll(example, "curl  ", "curl ")
+		v := views.InstructionsView{APIBase: base, Mode: s.auth.Mode(), Example: example}
+		s.render(w, r, http.StatusOK, views.Instructions(s.page(r.Context(), "API access"), v))
+	})
+}
+
+func (s *Server) handleStatic() http.Handler { return s.assets }
+
+func (s *Server) handleNotFoundPage() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.render(w, r, http.StatusNotFound, views.NotFound(s.page(r.Context(), "Not found"), "There is no page at this address."))
+	})
+}

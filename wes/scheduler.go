@@ -1,0 +1,32 @@
+package wes
+
+import (
+	"context"
+	"io"
+
+	"github.com/wesgate/wesgate/scheduler"
+)
+
+// Scheduler runs jobs on a batch system: the local executor or Slurm.
+type Scheduler interface {
+	// Name is a short name for logs and pages ("local", "slurm").
+	Name() string
+	// RunDir is the absolute directory where run runID of user lives on the
+	// execution side. It is made only of characters wesgate chose.
+	RunDir(user, runID string) string
+	// Submit stages job (the attachments from localDir, and the script) and
+	// submits it, returning the job id. When a job named job.Name already
+	// exists it returns that job's id instead of submitting twice.
+	Submit(ctx context.Context, job scheduler.Job, localDir string) (string, error)
+	// Status reports the jobs of user with the given ids. A job the batch
+	// system no longer knows is absent from the map.
+	Status(ctx context.Context, user string, ids []string) (map[string]scheduler.JobStatus, error)
+	// Cancel asks the batch system to stop a job; the wrapper gets SIGTERM
+	// first so that it records the end.
+	Cancel(ctx context.Context, user, jobID string) error
+	// Open opens a file of a run directory on the execution side for reading.
+	Open(ctx context.Context, user, path string) (io.ReadSeekCloser, error)
+	// Collect copies what a finished run left (logs, records, outputs) from
+	// its run directory into localDir. Executors that run in localDir do nothing.
+	Collect(ctx context.Context, user, runDir, localDir string) error
+}

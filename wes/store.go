@@ -1,0 +1,94 @@
+package wes
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// User is the identity a request acts for.
+type User struct {
+	// Owner identifies the person across logins: issuer and subject.
+	Owner string
+	// Username is the person's account on the cluster.
+	Username string
+	// Display is a name to show ("" falls back to Username).
+	Display string
+	// Admin users see and cancel every run.
+	Admin bool
+}
+
+// Run is one workflow run as the store keeps it.
+type Run struct {
+	Seq             int64 // insertion order; the list is newest-first by Seq
+	ID              string
+	Owner           string
+	Username        string
+	State           State
+	Request         RunRequest
+	Name            string
+	Attachments     []string // attachment paths, relative to work/
+	Created         time.Time
+	Started         time.Time
+	Ended           time.Time
+	JobID           string // the scheduler's job id, once submitted
+	RunDir          string // where the run lives on the execution side, once submitted
+	CancelRequested bool
+	CancelSent      bool
+	ExitCode        *int
+	Cmd             []string
+	SystemLogs      []string
+	Outputs         json.RawMessage // "{}" until known; file locations are stored relative, see outputRef
+	Partition       string
+	Node            string
+	GoneSince       time.Time // first time the scheduler no longer knew the job
+}
+
+// Task is one step of a run.
+type Task struct {
+	ID         string
+	Name       string
+	Cmd        []string
+	Start      time.Time
+	End        time.Time
+	ExitCode   *int
+	SystemLogs []string
+}
+
+// ListQuery selects a page of runs.
+type ListQuery struct {
+	Owner    string  // "" for every owner (admins)
+	States   []State // any of these; empty for all
+	TagKey   string  // with TagValue: only runs tagged so
+	TagValue string
+	Before   int64 // only runs with Seq below this (0: from the newest)
+	Limit    int
+}
+
+// Store keeps runs durably. Every method is one transaction.
+type Store interface {
+	// CreateRun stores a new run.
+	CreateRun(ctx context.Context, r *Run) error
+	// GetRun returns the run with id, if owner is "" or owns it; else ErrNotFound.
+	GetRun(ctx context.Context, id, owner string) (*Run, error)
+	// GetState returns the run's state, with the same rule as GetRun.
+	GetState(ctx context.Context, id, owner string) (State, error)
+	// ListRuns returns runs newest first, at most q.Limit of them.
+	ListRuns(ctx context.Context, q ListQuery) ([]*Run, error)
+	// CountStates counts runs by state, of one owner or ("") of everyone.
+	CountStates(ctx context.Context, owner string) (map[State]int64, error)
+	// ActiveRuns returns every run whose state is not terminal.
+	ActiveRuns(ctx context.Context) ([]*Run, error)
+	// UpdateRun reads the run, lets fn change it, and writes it back, in one
+	// transaction. ErrNotFound when there is no such run.
+	UpdateRun(ctx context.Context, id string, fn func(*Run) error) error
+	// ReplaceTasks sets the tasks of a run.
+	ReplaceTasks(ctx context.Context, runID string, tasks []Task) error
+	// ListTasks returns tasks of a run owned by owner (or anyone's, for ""),
+	// starting after position after, at most limit; ErrNotFound for no run.
+	ListTasks(ctx context.Context, runID, owner string, after, limit int) ([]Task, error)
+	// GetTask returns one task; ErrNotFound when the run or task is missing.
+	GetTask(ctx context.Context, runID, owner, taskID string) (*Task, error)
+	// Secret returns a random key of 32 bytes kept under name, made on first use.
+	Secret(ctx context.Context, name string) ([]byte, error)
+}

@@ -26,6 +26,7 @@ elapsed() { # seconds since $1 (an EPOCHREALTIME value), 2 decimals
 
 install -d -m 0755 "$LAB_STATE"
 # Serialise concurrent up/down runs (several engineers share the machine).
+# Daemons are started with fd 9 closed (9>&-) so they do not keep the lock.
 exec 9>"$LAB_STATE/lock"
 flock -w 600 9 || die "could not lock $LAB_STATE/lock"
 
@@ -68,6 +69,12 @@ install_packages() {
 install -d -m 0755 "$LOG_DIR" "$RUN_DIR" "$SLURM_DIR" "$SSH_DIR"
 install -d -m 0700 "$KEY_DIR"
 install_packages
+getent passwd slurm >/dev/null || useradd --system --user-group --home-dir /nonexistent \
+  --no-create-home --shell /usr/sbin/nologin slurm
+# Slurm daemons chdir to their log file's directory and insist that it is
+# writable ("error: chdir(...): Permission denied" otherwise).
+chown root:slurm "$LOG_DIR"
+chmod 0775 "$LOG_DIR"
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -110,8 +117,6 @@ fail_with_logs() {
 # ---------------------------------------------------------------------------
 # 2. System accounts, keys, CA
 # ---------------------------------------------------------------------------
-getent passwd slurm >/dev/null || useradd --system --user-group --home-dir /nonexistent \
-  --no-create-home --shell /usr/sbin/nologin slurm
 getent passwd munge >/dev/null || die "munge user missing after install"
 getent passwd mysql >/dev/null || die "mysql user missing after install"
 
@@ -169,7 +174,7 @@ install -d -m 0700 -o munge -g munge "$MUNGE_DIR"
 install -d -m 0755 -o munge -g munge /run/munge
 touch_owned "${LOGFILE[munged]}" munge:munge
 
-munge_works() { munge -n </dev/null | unmunge >/dev/null 2>&1; }
+munge_works() { { munge -n </dev/null | unmunge; } >/dev/null 2>&1; }
 
 start_munged() {
   local pid
@@ -182,7 +187,7 @@ start_munged() {
     # --force: start even if a stale socket from an earlier run is left over
     runuser -u munge -- /usr/sbin/munged --force \
       --pid-file="${PIDFILE[munged]}" --log-file="${LOGFILE[munged]}" \
-      --seed-file="$MUNGE_DIR/munged.seed" </dev/null >/dev/null 2>&1 \
+      --seed-file="$MUNGE_DIR/munged.seed" </dev/null >/dev/null 2>&1 9>&- \
       || fail_with_logs "munged failed to start"
   fi
   wait_until 15 munge_works || fail_with_logs "munge -n | unmunge does not work"
@@ -243,7 +248,7 @@ start_mysqld() {
     port_listening "$LAB_MYSQL_PORT" && die "port $LAB_MYSQL_PORT in use by something else"
     log "mysqld: starting"
     # mysqld stays in the foreground: detach it from this shell entirely.
-    setsid /usr/sbin/mariadbd --defaults-file="$MYCNF" </dev/null >>"${LOGFILE[mysqld]}" 2>&1 &
+    setsid /usr/sbin/mariadbd --defaults-file="$MYCNF" </dev/null >>"${LOGFILE[mysqld]}" 2>&1 9>&- &
   fi
   wait_until 60 mysql_ping || fail_with_logs "mysqld did not come up"
   wait_until 10 daemon_pid mysqld || fail_with_logs "mysqld pid file missing"
@@ -365,7 +370,7 @@ start_slurm_daemon() { # NAME ARGS...: start a self-daemonizing Slurm daemon
     return 0
   fi
   log "$name: starting"
-  "$@" </dev/null >>"$LOG_DIR/$name.stderr" 2>&1 || fail_with_logs "$name failed to start"
+  "$@" </dev/null >>"$LOG_DIR/$name.stderr" 2>&1 9>&- || fail_with_logs "$name failed to start"
   wait_until 15 daemon_pid "$name" || fail_with_logs "$name did not write its pid file"
 }
 
@@ -421,7 +426,7 @@ start_sshd() {
   install -d -m 0755 /run/sshd   # privilege separation dir
   /usr/sbin/sshd -t -f "$SSH_DIR/sshd_config" || die "sshd config test failed"
   log "sshd: starting"
-  /usr/sbin/sshd -f "$SSH_DIR/sshd_config" -E "${LOGFILE[sshd]}" </dev/null >/dev/null 2>&1 \
+  /usr/sbin/sshd -f "$SSH_DIR/sshd_config" -E "${LOGFILE[sshd]}" </dev/null >/dev/null 2>&1 9>&- \
     || fail_with_logs "sshd failed to start"
   wait_until 10 daemon_pid sshd || fail_with_logs "sshd did not write its pid file"
 }
@@ -455,12 +460,12 @@ EOF
 # ---------------------------------------------------------------------------
 # 9. Verify: ssh in as a test user (key and CA cert), sbatch, wait for sacct
 # ---------------------------------------------------------------------------
-lab_ssh() { # lab_ssh USER IDENTITY [ssh opts...] -- COMMAND
-  local user="$1" key="$2"; shift 2
+lab_ssh() { # lab_ssh USER IDENTITY COMMAND [extra ssh options...]
+  local user="$1" key="$2" cmd="$3"; shift 3
   ssh -F /dev/null -p "$LAB_SSH_PORT" -i "$key" \
     -o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=10 \
     -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$SSH_DIR/known_hosts" \
-    -o LogLevel=ERROR "$@" "$user@127.0.0.1"
+    -o LogLevel=ERROR "$@" "$user@127.0.0.1" "$cmd" </dev/null
 }
 
 # CA login: a throwaway key with a 2-minute cert for wesuser2
@@ -468,13 +473,13 @@ TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 ssh-keygen -q -t ed25519 -N '' -f "$TMP/k"
 ssh-keygen -q -s "$SSH_DIR/user_ca" -I lab-selftest -n "$LAB_USER2" -V -1m:+2m "$TMP/k.pub"
-who="$(lab_ssh "$LAB_USER2" "$TMP/k" -o CertificateFile="$TMP/k-cert.pub" whoami </dev/null)" \
+who="$(lab_ssh "$LAB_USER2" "$TMP/k" whoami -o CertificateFile="$TMP/k-cert.pub")" \
   || fail_with_logs "ssh with a CA-signed certificate failed"
 [[ "$who" == "$LAB_USER2" ]] || fail_with_logs "cert login landed as '$who'"
 
 T_JOB="$EPOCHREALTIME"
 JOBID="$(lab_ssh "$LAB_USER1" "$KEY_DIR/$LAB_USER1" \
-  "sbatch --parsable -J lab-selftest -o /dev/null --wrap hostname" </dev/null)" \
+  "sbatch --parsable -J lab-selftest -o /dev/null --wrap hostname")" \
   || fail_with_logs "sbatch over ssh as $LAB_USER1 failed"
 JOBID="${JOBID%%;*}"
 [[ "$JOBID" =~ ^[0-9]+$ ]] || fail_with_logs "sbatch printed '$JOBID'"

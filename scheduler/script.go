@@ -25,8 +25,9 @@ type ScriptSpec struct {
 }
 
 // Quote returns s as one shell word: wrapped in single quotes, with each single
-// quote written as '\”. It is the only way user values enter a script. It
-// fails on NUL, which no shell word can carry.
+// quote in s written as a closing quote, a backslash-escaped quote and an
+// opening quote. It is the only way user values enter a script. It fails on
+// NUL, which no shell word can carry.
 func Quote(s string) (string, error) {
 	if strings.IndexByte(s, 0) >= 0 {
 		return "", errors.New("value contains a NUL byte")
@@ -59,7 +60,8 @@ func Script(spec ScriptSpec) ([]byte, error) {
 	if !safeDirective(spec.Name) {
 		return nil, fmt.Errorf("script: unsafe job name %q", spec.Name)
 	}
-	if !safeDirective(spec.Dir) || !strings.HasPrefix(spec.Dir, "/") {
+	// No "%" either: Slurm expands it in the --output and --error file names.
+	if !safeDirective(spec.Dir) || !strings.HasPrefix(spec.Dir, "/") || strings.Contains(spec.Dir, "%") {
 		return nil, fmt.Errorf("script: run directory must be an absolute plain path: %q", spec.Dir)
 	}
 	if len(spec.Command) == 0 {
@@ -82,7 +84,6 @@ func Script(spec ScriptSpec) ([]byte, error) {
 	fmt.Fprintf(&b, "run_dir=%s\n", spec.Dir) // checked plain above
 	b.WriteString(`rec="$run_dir/` + RecordDir + `"
 mkdir -p "$rec" "$run_dir/` + OutputsDir + `"
-date -u +%Y-%m-%dT%H:%M:%SZ > "$rec/started"
 cd "$run_dir/` + WorkDir + `" || exit 1
 `)
 	if len(spec.Setup) > 0 {
@@ -97,6 +98,9 @@ cd "$run_dir/` + WorkDir + `" || exit 1
 	b.WriteString(`engine_pid=
 forward() { [ -n "$engine_pid" ] && kill -TERM "$engine_pid" 2>/dev/null; }
 trap forward TERM INT
+# Written just before the engine starts: a job that fails earlier is the
+# system's fault, not the workflow's.
+date -u +%Y-%m-%dT%H:%M:%SZ > "$rec/started"
 `)
 	words := make([]string, len(spec.Command))
 	for i, arg := range spec.Command {

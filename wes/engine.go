@@ -154,21 +154,27 @@ func (e *Engine) Detect(ctx context.Context) error {
 	return nil
 }
 
-// ParseVersion finds the version in an engine's --version output: the last
-// word that starts with a digit (or "v" and a digit), without the "v".
+// ParseVersion finds the version in an engine's --version output: on the
+// first line that has a word starting with a digit (or "v" and a digit), the
+// first such word with a dot in it, else the last such word; without the "v".
 // "/usr/bin/cwltool 3.1.20230201224320" gives "3.1.20230201224320",
-// "miniwdl v1.9.1" gives "1.9.1", "7.21.0" gives "7.21.0".
+// "miniwdl v1.9.1" gives "1.9.1", "7.21.0" gives "7.21.0", and nextflow's
+// "version 23.04.1 build 5866" gives "23.04.1", not the build number.
 func ParseVersion(out string) string {
-	var found string
 	for _, line := range strings.Split(out, "\n") {
+		var last string
 		for _, w := range strings.Fields(line) {
-			w = strings.TrimPrefix(w, "v")
-			if w != "" && w[0] >= '0' && w[0] <= '9' {
-				found = strings.TrimRight(w, ".,;")
+			w = strings.TrimRight(strings.TrimPrefix(w, "v"), ".,;")
+			if w == "" || w[0] < '0' || w[0] > '9' {
+				continue
 			}
+			if strings.Contains(w, ".") {
+				return w
+			}
+			last = w
 		}
-		if found != "" {
-			return found
+		if last != "" {
+			return last
 		}
 	}
 	return ""
@@ -248,16 +254,17 @@ func normalizeParam(p EngineParam, v any) (string, error) {
 			return "", fmt.Errorf("must be one of %s", strings.Join(p.Choices, ", "))
 		}
 		if !plainToken(s) {
-			return "", fmt.Errorf("must be 1 to 256 letters, digits or -_.:/=,+@")
+			return "", fmt.Errorf("must be 1 to 256 letters, digits or -_.:/=,+@, not starting with -")
 		}
 		return s, nil
 	}
 	return "", fmt.Errorf("has an unknown type %q in the configuration", p.Type)
 }
 
-// plainToken reports whether s is a short word of plain characters.
+// plainToken reports whether s is a short word of plain characters. It may
+// not start with "-", so the engine cannot take it for an option of its own.
 func plainToken(s string) bool {
-	if s == "" || len(s) > 256 {
+	if s == "" || len(s) > 256 || s[0] == '-' {
 		return false
 	}
 	for _, r := range s {

@@ -110,7 +110,9 @@ func NewService(ctx context.Context, cfg Config, store Store, sched Scheduler, l
 	return s, nil
 }
 
-// cleanData removes staging directories and run directories without a run.
+// cleanData removes staging directories, and runs whose request was
+// interrupted after it was stored but before its directory was in place
+// (their client never got an answer).
 func (s *Service) cleanData(ctx context.Context) error {
 	tmp := filepath.Join(s.cfg.DataDir, "tmp")
 	entries, err := os.ReadDir(tmp)
@@ -122,19 +124,19 @@ func (s *Service) cleanData(ctx context.Context) error {
 			return fmt.Errorf("data directory: %w", err)
 		}
 	}
-	runs := filepath.Join(s.cfg.DataDir, "runs")
-	entries, err = os.ReadDir(runs)
+	active, err := s.store.ActiveRuns(ctx)
 	if err != nil {
-		return fmt.Errorf("data directory: %w", err)
+		return err
 	}
-	for _, e := range entries {
-		if _, err := s.store.GetState(ctx, e.Name(), ""); errors.Is(err, ErrNotFound) {
-			s.log.Warn("removing run directory without a run", "dir", e.Name())
-			if err := os.RemoveAll(filepath.Join(runs, e.Name())); err != nil {
-				return fmt.Errorf("data directory: %w", err)
+	for _, r := range active {
+		if r.JobID != "" {
+			continue
+		}
+		if _, err := os.Stat(s.LocalRunDir(r.ID)); errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("removing a run whose creation was interrupted", "run", r.ID)
+			if err := s.store.DeleteRun(ctx, r.ID); err != nil {
+				return err
 			}
-		} else if err != nil {
-			return err
 		}
 	}
 	return nil
@@ -279,14 +281,6 @@ func (s *Service) CreateRun(ctx context.Context, u User, d *Draft) (string, erro
 	if err := writeFileSync(filepath.Join(d.dir, "work", ParamsFile), append(slices.Clone(params), '\n')); err != nil {
 		return "", fmt.Errorf("create run: %w", err)
 	}
-	runDir := s.LocalRunDir(id)
-	if err := os.Rename(d.dir, runDir); err != nil {
-		return "", fmt.Errorf("create run: %w", err)
-	}
-	if err := syncDir(filepath.Dir(runDir)); err != nil {
-		os.RemoveAll(runDir)
-		return "", fmt.Errorf("create run: %w", err)
-	}
 	name := req.Tags["name"]
 	if name == "" {
 		name = path.Base(strings.SplitN(req.WorkflowURL, "#", 2)[0])
@@ -295,8 +289,21 @@ func (s *Service) CreateRun(ctx context.Context, u User, d *Draft) (string, erro
 		ID: id, Owner: u.Owner, Username: u.Username, State: Queued, Request: *req, Name: name,
 		Attachments: attachments, Created: s.cfg.Now().UTC(), Outputs: json.RawMessage("{}"),
 	}
+	// Stored first, then moved into place: a crash in between leaves a run
+	// without a directory, which the next start removes (see cleanData).
 	if err := s.store.CreateRun(ctx, r); err != nil {
+		return "", fmt.Errorf("create run: %w", err)
+	}
+	runDir := s.LocalRunDir(id)
+	err = os.Rename(d.dir, runDir)
+	if err == nil {
+		err = syncDir(filepath.Dir(runDir))
+	}
+	if err != nil {
 		os.RemoveAll(runDir)
+		if derr := s.store.DeleteRun(context.WithoutCancel(ctx), id); derr != nil {
+			s.log.Error("create run: remove the half-made run", "run", id, "err", derr)
+		}
 		return "", fmt.Errorf("create run: %w", err)
 	}
 	s.log.Info("run created", "run", id, "owner", u.Owner, "user", u.Username,

@@ -6,10 +6,12 @@ import (
 	"github.com/wesgate/wesgate/scheduler"
 )
 
-// unsatisfiable lists Slurm pending reasons that no wait will cure.
+// unsatisfiable lists Slurm pending reasons that no wait will cure. Reasons
+// that pass with time stay out: QOSJobLimit (the QOS's job count is reached
+// until other jobs end) and PartitionNodeLimit (also given while the nodes
+// are down or drained).
 var unsatisfiable = map[string]bool{
-	"PartitionConfig": true, "InvalidAccount": true, "InvalidQOS": true,
-	"BadConstraints": true, "PartitionNodeLimit": true, "QOSJobLimit": true,
+	"PartitionConfig": true, "InvalidAccount": true, "InvalidQOS": true, "BadConstraints": true,
 }
 
 // held lists Slurm pending reasons that mean the job is held.
@@ -28,7 +30,8 @@ type Settlement struct {
 
 // MapJobState maps a batch-system job status to a WES state. rc is the
 // engine's exit code from the wrapper's rc file (nil when it wrote none),
-// started says whether the wrapper ran at all, and cancelRequested whether
+// started says whether the wrapper started the engine (it writes its started
+// record just before), and cancelRequested whether
 // the owner (or an admin) asked wesgate to cancel the run.
 func MapJobState(st scheduler.JobStatus, rc *int, started, cancelRequested bool) Settlement {
 	active := func(s State) Settlement {

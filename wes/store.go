@@ -69,11 +69,15 @@ type ListQuery struct {
 type Store interface {
 	// CreateRun stores a new run.
 	CreateRun(ctx context.Context, r *Run) error
+	// DeleteRun removes a run and its tasks (ErrNotFound when there is none).
+	DeleteRun(ctx context.Context, id string) error
 	// GetRun returns the run with id, if owner is "" or owns it; else ErrNotFound.
 	GetRun(ctx context.Context, id, owner string) (*Run, error)
 	// GetState returns the run's state, with the same rule as GetRun.
 	GetState(ctx context.Context, id, owner string) (State, error)
-	// ListRuns returns runs newest first, at most q.Limit of them.
+	// ListRuns returns runs newest first, at most q.Limit of them, with the
+	// summary fields filled: Seq, ID, Owner, Username, State, Name,
+	// Request.WorkflowType, Request.Tags, Created, Started, Ended.
 	ListRuns(ctx context.Context, q ListQuery) ([]*Run, error)
 	// CountStates counts runs by state, of one owner or ("") of everyone.
 	CountStates(ctx context.Context, owner string) (map[State]int64, error)

@@ -93,6 +93,15 @@ func (e *Executor) RunDir(_, runID string) string { return filepath.Join(e.runsD
 // or queues it. The job id is the job name. A process group left by an
 // earlier wesgate for the same job is stopped first, so a job never runs twice.
 func (e *Executor) Submit(ctx context.Context, j scheduler.Job, _ string) (string, error) {
+	// The same job again (its id was not recorded): it must keep running,
+	// with its records, so look before stopping orphans or clearing records.
+	e.mu.Lock()
+	old, ok := e.jobs[j.Name]
+	active := ok && !terminal(old.state)
+	e.mu.Unlock()
+	if active {
+		return j.Name, nil
+	}
 	if err := killOrphans(map[string]bool{j.Name: true}); err != nil {
 		e.log.Warn("local: orphan check", "job", j.Name, "err", err)
 	}

@@ -95,6 +95,13 @@ func exitValue(c *int) any {
 	return *c
 }
 
+func tagsOf(r *wes.Run) map[string]string {
+	if r.Request.Tags == nil {
+		return map[string]string{}
+	}
+	return r.Request.Tags
+}
+
 // CreateRun stores a new run and its tags.
 func (db *DB) CreateRun(ctx context.Context, r *wes.Run) error {
 	tx, err := db.write.BeginTx(ctx, nil)
@@ -102,9 +109,9 @@ func (db *DB) CreateRun(ctx context.Context, r *wes.Run) error {
 		return err
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO runs (id, owner, username, state, request, name, workflow_type,
-		attachments, created, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.ID, r.Owner, r.Username, string(r.State), mustJSON(r.Request), r.Name, r.Request.WorkflowType,
+	res, err := tx.ExecContext(ctx, `INSERT INTO runs (id, owner, username, state, request, tags, name, workflow_type,
+		attachments, created, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.ID, r.Owner, r.Username, string(r.State), mustJSON(r.Request), mustJSON(tagsOf(r)), r.Name, r.Request.WorkflowType,
 		mustJSON(nonNilList(r.Attachments)), fmtTime(r.Created), string(r.Outputs))
 	if err != nil {
 		return fmt.Errorf("insert run: %w", err)
@@ -122,6 +129,18 @@ func (db *DB) CreateRun(ctx context.Context, r *wes.Run) error {
 		return err
 	}
 	r.Seq = seq
+	return nil
+}
+
+// DeleteRun removes a run; its tags and tasks go with it.
+func (db *DB) DeleteRun(ctx context.Context, id string) error {
+	res, err := db.write.ExecContext(ctx, `DELETE FROM runs WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("delete run: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return wes.ErrNotFound
+	}
 	return nil
 }
 
@@ -154,7 +173,35 @@ func (db *DB) GetState(ctx context.Context, id, owner string) (wes.State, error)
 	return wes.State(st), err
 }
 
-// ListRuns returns runs newest first.
+// summaryColumns are what a list shows: ListRuns fills only these fields.
+const summaryColumns = `r.seq, r.id, r.owner, r.username, r.state, r.tags, r.name, r.workflow_type, r.created, r.started, r.ended`
+
+func scanSummary(row scanner) (*wes.Run, error) {
+	var (
+		r                       wes.Run
+		state, tags, wtype      string
+		created, started, ended string
+	)
+	if err := row.Scan(&r.Seq, &r.ID, &r.Owner, &r.Username, &state, &tags, &r.Name, &wtype,
+		&created, &started, &ended); err != nil {
+		return nil, err
+	}
+	r.State = wes.State(state)
+	r.Request.WorkflowType = wtype
+	var errs [4]error
+	errs[0] = json.Unmarshal([]byte(tags), &r.Request.Tags)
+	r.Created, errs[1] = parseTime(created)
+	r.Started, errs[2] = parseTime(started)
+	r.Ended, errs[3] = parseTime(ended)
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("run %s: %w", r.ID, err)
+	}
+	return &r, nil
+}
+
+// ListRuns returns runs newest first, with their summary fields only:
+// Seq, ID, Owner, Username, State, Name, Request.WorkflowType,
+// Request.Tags, Created, Started and Ended.
 func (db *DB) ListRuns(ctx context.Context, q wes.ListQuery) ([]*wes.Run, error) {
 	var (
 		conds []string
@@ -176,7 +223,7 @@ func (db *DB) ListRuns(ctx context.Context, q wes.ListQuery) ([]*wes.Run, error)
 		conds = append(conds, "EXISTS (SELECT 1 FROM run_tags t WHERE t.run_seq = r.seq AND t.key = ? AND t.value = ?)")
 		args = append(args, q.TagKey, q.TagValue)
 	}
-	query := `SELECT ` + strings.ReplaceAll(runColumns, "\n\t", " ") + ` FROM runs r`
+	query := `SELECT ` + summaryColumns + ` FROM runs r`
 	if len(conds) > 0 {
 		query += " WHERE " + strings.Join(conds, " AND ")
 	}
@@ -189,7 +236,7 @@ func (db *DB) ListRuns(ctx context.Context, q wes.ListQuery) ([]*wes.Run, error)
 	defer rows.Close()
 	var runs []*wes.Run
 	for rows.Next() {
-		r, err := scanRun(rows)
+		r, err := scanSummary(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -269,6 +316,43 @@ func (db *DB) UpdateRun(ctx context.Context, id string, fn func(*wes.Run) error)
 		r.Partition, r.Node, fmtTime(r.GoneSince), r.Seq)
 	if err != nil {
 		return fmt.Errorf("update run: %w", err)
+	}
+	return tx.Commit()
+}
+
+// CreateRuns stores many runs in one transaction (imports, benchmarks).
+func (db *DB) CreateRuns(ctx context.Context, runs []*wes.Run) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO runs (id, owner, username, state, request, tags, name, workflow_type,
+		attachments, created, started, ended, exit_code, cmd, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer ins.Close()
+	tag, err := tx.PrepareContext(ctx, `INSERT INTO run_tags (run_seq, key, value) VALUES (?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer tag.Close()
+	for _, r := range runs {
+		res, err := ins.ExecContext(ctx, r.ID, r.Owner, r.Username, string(r.State), mustJSON(r.Request), mustJSON(tagsOf(r)), r.Name,
+			r.Request.WorkflowType, mustJSON(nonNilList(r.Attachments)), fmtTime(r.Created), fmtTime(r.Started),
+			fmtTime(r.Ended), exitValue(r.ExitCode), mustJSON(nonNilList(r.Cmd)), string(r.Outputs))
+		if err != nil {
+			return fmt.Errorf("insert run: %w", err)
+		}
+		if r.Seq, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		for k, v := range r.Request.Tags {
+			if _, err := tag.ExecContext(ctx, r.Seq, k, v); err != nil {
+				return fmt.Errorf("insert tag: %w", err)
+			}
+		}
 	}
 	return tx.Commit()
 }

@@ -6,6 +6,7 @@ CREATE TABLE runs (
     username         TEXT    NOT NULL,
     state            TEXT    NOT NULL,
     request          TEXT    NOT NULL,   -- normalized RunRequest, JSON
+    tags             TEXT    NOT NULL DEFAULT '{}', -- request.tags again, so lists need not decode requests
     name             TEXT    NOT NULL DEFAULT '',
     workflow_type    TEXT    NOT NULL DEFAULT '',
     attachments      TEXT    NOT NULL DEFAULT '[]',

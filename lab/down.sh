@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Stop everything lab/up.sh started, newest first, by the pid files in the
+# state dir. Idempotent: daemons that are not running are skipped.
+#
+# Before stopping Slurm, all jobs still in the queue are cancelled, so no job
+# processes outlive slurmd and no pending job reappears on the next up.sh
+# (they stay visible in sacct as CANCELLED).
+#
+#   lab/down.sh           stop daemons, remove $LAB_STATE/env.sh
+#   lab/down.sh --purge   also delete $LAB_STATE and $LAB_BASE (keys, DB,
+#                         logs, run dirs) and the /etc/slurm/slurm.conf link.
+#                         Users, packages and the munge key are kept.
+set -euo pipefail
+
+LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lab/lib.sh
+. "$LAB_DIR/lib.sh"
+
+[[ "$(id -u)" -eq 0 ]] || die "must run as root"
+
+PURGE=""
+case "${1:-}" in
+  "") ;;
+  --purge) PURGE=1 ;;
+  *) die "usage: $0 [--purge]" ;;
+esac
+
+if [[ -d "$LAB_STATE" ]]; then
+  exec 9>"$LAB_STATE/lock"
+  flock -w 600 9 || die "could not lock $LAB_STATE/lock"
+  # tests sourcing lab/env.sh now see no lab and skip
+  rm -f "$LAB_STATE/env.sh"
+fi
+
+# Cancel queued/running jobs while slurmctld is still there.
+queued_jobs() { timeout 5 squeue -h -o %i 2>/dev/null; }
+no_jobs() { [[ -z "$(queued_jobs)" ]]; }
+if daemon_pid slurmctld >/dev/null && [[ -f "$LAB_SLURM_CONF" ]] && ! no_jobs; then
+  log "cancelling remaining jobs"
+  queued_jobs | xargs -r timeout 10 scancel 2>/dev/null || true
+  # KillWait=5 in slurm.conf bounds this
+  wait_until 20 no_jobs || log "WARNING: jobs still listed after scancel"
+fi
+
+# stop_daemon NAME: SIGTERM, wait up to 30 s (mysqld flushes InnoDB), SIGKILL.
+stop_daemon() {
+  local name="$1" pid i
+  if ! pid="$(daemon_pid "$name")"; then
+    rm -f "${PIDFILE[$name]}"
+    return 0
+  fi
+  log "$name: stopping (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 150; i++)); do
+    # a zombie counts as stopped: PID 1 here reaps re-parented daemons late
+    pid_alive "$pid" || break
+    sleep 0.2
+  done
+  if pid_alive "$pid"; then
+    log "$name: still alive after 30 s, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.5
+  fi
+  rm -f "${PIDFILE[$name]}"
+}
+
+for ((idx = ${#DAEMONS[@]} - 1; idx >= 0; idx--)); do
+  stop_daemon "${DAEMONS[idx]}"
+done
+
+if [[ -n "$PURGE" ]]; then
+  log "purging $LAB_STATE and $LAB_BASE"
+  if [[ -L /etc/slurm/slurm.conf && "$(readlink /etc/slurm/slurm.conf)" == "$LAB_SLURM_CONF" ]]; then
+    rm -f /etc/slurm/slurm.conf
+  fi
+  rm -rf -- "$LAB_STATE" "$LAB_BASE"
+fi
+log "lab is down"

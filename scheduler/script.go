@@ -112,13 +112,13 @@ date -u +%Y-%m-%dT%H:%M:%SZ > "$rec/started"
 	}
 	b.WriteString(strings.Join(words, " ") + " &\n")
 	b.WriteString(`engine_pid=$!
-wait "$engine_pid"
-rc=$?
-# A trapped signal interrupts wait; wait again for the engine's own exit code.
+# A trapped signal interrupts wait, which then returns 128+signal: wait while
+# the engine runs, then once more for its own exit code, which bash keeps.
 while kill -0 "$engine_pid" 2>/dev/null; do
   wait "$engine_pid"
-  rc=$?
 done
+wait "$engine_pid"
+rc=$?
 printf '%s\n' "$rc" > "$rec/rc.tmp" && mv -f "$rec/rc.tmp" "$rec/rc"
 date -u +%Y-%m-%dT%H:%M:%SZ > "$rec/ended"
 exit "$rc"

@@ -74,5 +74,6 @@ if [[ -n "$PURGE" ]]; then
     rm -f /etc/slurm/slurm.conf
   fi
   rm -rf -- "$LAB_STATE" "$LAB_BASE"
+  rmdir --ignore-fail-on-non-empty "$(dirname "$LAB_BASE")" 2>/dev/null || true
 fi
 log "lab is down"

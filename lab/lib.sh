@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # variables are used by the scripts sourcing this
 # Shared settings and helpers for lab/up.sh and lab/down.sh. Not meant to be
 # run directly; both scripts source it after `set -euo pipefail`.
 #
@@ -6,6 +7,9 @@
 # except the run base ($LAB_BASE), the test users' homes/authorized_keys, the
 # munge key (/etc/munge/munge.key) and the /etc/slurm/slurm.conf symlink that
 # lets plain `sbatch` (e.g. over ssh) find the lab's config.
+
+# daemons and admin tools live in sbin; callers (e.g. CI) may not have it
+export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 
 LAB_STATE="${LAB_STATE:-/var/lib/wesgate-lab}"
 LAB_BASE="${LAB_BASE:-/srv/wesgate-lab/runs}"

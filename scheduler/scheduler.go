@@ -103,3 +103,12 @@ type RejectedError struct {
 }
 
 func (e *RejectedError) Error() string { return "job rejected: " + e.Msg }
+
+// Option is a batch-system option that a run may set (Slurm's --partition,
+// --time, ...). Clients send it in workflow_engine_parameters.
+type Option struct {
+	Name    string // "--partition"
+	Type    string // "string" or "int", as WES parameter types
+	Default string
+	Help    string
+}

@@ -95,13 +95,6 @@ cd "$run_dir/` + WorkDir + `" || exit 1
 			b.WriteString(line + "\n")
 		}
 	}
-	b.WriteString(`engine_pid=
-forward() { [ -n "$engine_pid" ] && kill -TERM "$engine_pid" 2>/dev/null; }
-trap forward TERM INT
-# Written just before the engine starts: a job that fails earlier is the
-# system's fault, not the workflow's.
-date -u +%Y-%m-%dT%H:%M:%SZ > "$rec/started"
-`)
 	words := make([]string, len(spec.Command))
 	for i, arg := range spec.Command {
 		q, err := Quote(arg)
@@ -110,16 +103,31 @@ date -u +%Y-%m-%dT%H:%M:%SZ > "$rec/started"
 		}
 		words[i] = q
 	}
-	b.WriteString(strings.Join(words, " ") + " &\n")
-	b.WriteString(`engine_pid=$!
-# A trapped signal interrupts wait, which then returns 128+signal: wait while
-# the engine runs, then once more for its own exit code, which bash keeps.
-while kill -0 "$engine_pid" 2>/dev/null; do
-  wait "$engine_pid"
+	// The engine's exit code is recorded by a subshell that ignores SIGTERM:
+	// it outlives a cancel, and its wait is never cut short by a signal (bash
+	// can lose a child's exit code when a trap interrupts wait). The engine
+	// gets SIGTERM's default action back. The script itself forwards a SIGTERM
+	// sent to it alone (not to its process group) to the engine.
+	b.WriteString(`# Written just before the engine starts: a job that fails earlier is the
+# system's fault, not the workflow's.
+date -u +%Y-%m-%dT%H:%M:%SZ > "$rec/started"
+trap '' TERM
+(
+  ( trap - TERM; exec ` + strings.Join(words, " ") + ` ) &
+  printf '%s\n' "$!" > "$rec/engine.pid"
+  wait "$!"
+  printf '%s\n' "$?" > "$rec/rc.tmp" && mv -f "$rec/rc.tmp" "$rec/rc"
+) &
+recorder=$!
+forward() { local pid; read -r pid 2>/dev/null < "$rec/engine.pid" && kill -TERM "$pid" 2>/dev/null; }
+trap forward TERM INT
+while kill -0 "$recorder" 2>/dev/null; do
+  wait "$recorder"
 done
-wait "$engine_pid"
-rc=$?
-printf '%s\n' "$rc" > "$rec/rc.tmp" && mv -f "$rec/rc.tmp" "$rec/rc"
+if ! read -r rc 2>/dev/null < "$rec/rc"; then
+  echo "wesgate: the engine's exit code was not recorded" >&2
+  rc=1
+fi
 date -u +%Y-%m-%dT%H:%M:%SZ > "$rec/ended"
 exit "$rc"
 `)

@@ -200,7 +200,7 @@ func TestScriptArgumentsAreInert(t *testing.T) {
 					t.Errorf("the engine got %q, want %q byte for byte", stdout, v)
 				}
 			}
-			want := []string{".", ".wesgate", ".wesgate/ended", ".wesgate/rc", ".wesgate/started",
+			want := []string{".", ".wesgate", ".wesgate/ended", ".wesgate/engine.pid", ".wesgate/rc", ".wesgate/started",
 				scheduler.ScriptFile, "outputs", "work", "work/globbed"}
 			if got := tree(t, dir); !slices.Equal(got, want) {
 				t.Errorf("run directory holds %q, want %q", got, want)
@@ -348,13 +348,20 @@ func startScript(t *testing.T, dir string, engine string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	waitFor(t, filepath.Join(dir, "ready"))
+	return cmd
+}
+
+// waitFor waits until a file exists and is not empty.
+func waitFor(t *testing.T, name string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "ready")); err == nil {
-			return cmd
+		if fi, err := os.Stat(name); err == nil && fi.Size() > 0 {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the engine did not start")
+			t.Fatalf("%s did not appear", name)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -364,21 +371,31 @@ func TestScriptRecordsTermination(t *testing.T) {
 	tests := []struct {
 		name   string
 		engine string
+		group  bool // signal the process group (scancel, the local executor), else the script alone
 		rc     int
 	}{
 		// The engine dies of SIGTERM: 128+15.
-		{"killed", "touch ../ready; exec sleep 60", 143},
+		{"killed", "echo > ../ready; exec sleep 60", true, 143},
 		// The engine handles SIGTERM and exits with its own code.
-		{"handled", `trap 'exit 5' TERM; touch ../ready; sleep 60 & wait`, 5},
+		{"handled", `trap 'exit 5' TERM; echo > ../ready; sleep 60 & wait`, true, 5},
 		// The engine cleans up after SIGTERM and succeeds.
-		{"handled cleanly", `trap 'sleep 0.2; exit 0' TERM; touch ../ready; sleep 60 & wait`, 0},
+		{"handled cleanly", `trap 'sleep 0.2; exit 0' TERM; echo > ../ready; sleep 60 & wait`, true, 0},
+		// Slurm's --signal=B:TERM reaches the batch script only: it forwards.
+		{"forwarded", "echo > ../ready; exec sleep 60", false, 143},
+		{"forwarded and handled", `trap 'exit 6' TERM; echo > ../ready; sleep 60 & wait`, false, 6},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := newRunDir(t)
 			cmd := startScript(t, dir, tt.engine)
-			// What scancel and the local executor do: SIGTERM to the group.
-			if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM); err != nil {
+			pid := cmd.Process.Pid
+			if tt.group {
+				pid = -pid
+			}
+			// The engine may be running before the script has written its
+			// pid for forwarding; wait for that too.
+			waitFor(t, filepath.Join(dir, ".wesgate", "engine.pid"))
+			if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
 			cmd.Wait()

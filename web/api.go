@@ -322,7 +322,7 @@ func (s *Server) handleLog(stream string) http.Handler {
 		if !run.State.Terminal() {
 			w.Header().Set("Cache-Control", "no-store")
 		}
-		http.ServeContent(w, r, "", time.Time{}, f)
+		serveContent(w, r, time.Time{}, f)
 	})
 }
 
@@ -344,6 +344,46 @@ func (s *Server) handleFile() http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": fi.Name()}))
-		http.ServeContent(w, r, "", fi.ModTime(), f)
+		serveContent(w, r, fi.ModTime(), f)
 	})
 }
+
+// serveContent is http.ServeContent (Range, conditional requests) whose 416
+// is an ErrorResponse like every other error of the API: a client tailing a
+// log with "Range: bytes=N-" meets it whenever nothing new has been written.
+func serveContent(w http.ResponseWriter, r *http.Request, modtime time.Time, content io.ReadSeeker) {
+	http.ServeContent(&rangeErrorWriter{ResponseWriter: w}, r, "", modtime, content)
+}
+
+// rangeErrorWriter answers http.ServeContent's 416 with an ErrorResponse
+// and drops the plain-text body ServeContent writes after it.
+type rangeErrorWriter struct {
+	http.ResponseWriter
+	swallow bool
+}
+
+func (w *rangeErrorWriter) WriteHeader(status int) {
+	if status != http.StatusRequestedRangeNotSatisfiable {
+		w.ResponseWriter.WriteHeader(status)
+		return
+	}
+	w.swallow = true
+	writeJSON(w.ResponseWriter, status, errorResponse{Msg: "the requested range is not satisfiable", StatusCode: status})
+}
+
+func (w *rangeErrorWriter) Write(b []byte) (int, error) {
+	if w.swallow {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// ReadFrom keeps the underlying writer's sendfile path for downloads.
+func (w *rangeErrorWriter) ReadFrom(src io.Reader) (int64, error) {
+	if w.swallow {
+		return io.Copy(io.Discard, src)
+	}
+	return io.Copy(w.ResponseWriter, src)
+}
+
+func (w *rangeErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

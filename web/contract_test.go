@@ -30,36 +30,36 @@ import (
 // specification (testdata/spec): every request a test sends through
 // contractClient and every answer it gets back is validated against it.
 
-// specFile is the WES specification; it refers to the service-info schema
+// contractSpecFile is the WES specification; it refers to the service-info schema
 // next to it.
-var specFile = filepath.Join("testdata", "spec", "wes-1.1.0.openapi.yaml")
+var contractSpecFile = filepath.Join("testdata", "spec", "wes-1.1.0.openapi.yaml")
 
-// keepEveryField lists the schemas whose objects carry every field the
+// contractKeepEveryField lists the schemas whose objects carry every field the
 // schema lists (testdata/spec/README.md: a rule of the project's first
 // specification that stays in force), even where 1.1.0 makes them optional.
-var keepEveryField = []string{"ServiceInfo", "RunLog", "Log", "RunRequest", "RunStatus", "RunListResponse", "ErrorResponse"}
+var contractKeepEveryField = []string{"ServiceInfo", "RunLog", "Log", "RunRequest", "RunStatus", "RunListResponse", "ErrorResponse"}
 
-// contract is the loaded specification, with its paths served under one API base URL.
-type contract struct {
+// contractSpec is the loaded specification, with its paths served under one API base URL.
+type contractSpec struct {
 	doc      *openapi3.T
 	router   routers.Router
 	api      *url.URL
 	errorRes *openapi3.Schema
-	complete map[*openapi3.Schema]string // schema -> name, for keepEveryField
+	complete map[*openapi3.Schema]string // schema -> name, for contractKeepEveryField
 	opts     []openapi3.SchemaValidationOption
 }
 
-// loadContract loads the specification with apiBase (the test server's
+// contractLoad loads the specification with apiBase (the test server's
 // URL + /ga4gh/wes/v1) as its only server.
-func loadContract(t testing.TB, apiBase string) *contract {
+func contractLoad(t testing.TB, apiBase string) *contractSpec {
 	t.Helper()
 	loader := openapi3.NewLoader()
 	loader.IsExternalRefsAllowed = true
-	doc, err := loader.LoadFromFile(specFile)
+	doc, err := loader.LoadFromFile(contractSpecFile)
 	if err != nil {
-		t.Fatalf("load %s: %v", specFile, err)
+		t.Fatalf("load %s: %v", contractSpecFile, err)
 	}
-	if err := doc.Validate(loader.Context); err != nil {
+	if err := doc.Validate(context.Background()); err != nil {
 		t.Fatalf("the specification itself is invalid: %v", err)
 	}
 	doc.Servers = openapi3.Servers{{URL: apiBase}}
@@ -71,7 +71,7 @@ func loadContract(t testing.TB, apiBase string) *contract {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &contract{doc: doc, router: router, api: api, complete: map[*openapi3.Schema]string{},
+	c := &contractSpec{doc: doc, router: router, api: api, complete: map[*openapi3.Schema]string{},
 		// kin-openapi checks date-time on its own; "uri" (organization.url,
 		// contactUrl, documentationUrl) needs a validator.
 		opts: []openapi3.SchemaValidationOption{openapi3.WithStringFormatValidator("uri",
@@ -83,7 +83,7 @@ func loadContract(t testing.TB, apiBase string) *contract {
 				return nil
 			}))},
 	}
-	for _, name := range keepEveryField {
+	for _, name := range contractKeepEveryField {
 		ref := doc.Components.Schemas[name]
 		if ref == nil || ref.Value == nil {
 			t.Fatalf("the specification has no schema %s", name)
@@ -99,7 +99,7 @@ func loadContract(t testing.TB, apiBase string) *contract {
 func contractClient(t testing.TB, env *testEnv) *http.Client {
 	t.Helper()
 	return &http.Client{
-		Transport: &contractTransport{c: loadContract(t, env.API), next: env.Server.Client().Transport, report: t.Errorf},
+		Transport: &contractTransport{c: contractLoad(t, env.API), next: env.Server.Client().Transport, report: t.Errorf},
 		Timeout:   60 * time.Second,
 	}
 }
@@ -118,10 +118,10 @@ func contractClient(t testing.TB, env *testEnv) *http.Client {
 //     nothing about it, but an error must still be an ErrorResponse.
 //
 // Every ErrorResponse must name the HTTP status in status_code, and objects
-// of keepEveryField must carry all their fields. Requests to other hosts, or
+// of contractKeepEveryField must carry all their fields. Requests to other hosts, or
 // outside the API, pass through untouched.
 type contractTransport struct {
-	c      *contract
+	c      *contractSpec
 	next   http.RoundTripper
 	report func(format string, args ...any)
 }
@@ -166,7 +166,10 @@ func (ct *contractTransport) RoundTrip(req *http.Request) (*http.Response, error
 			ct.report("contract: request %s does not conform to the specification: %v", what, err)
 		}
 	case errors.Is(err, routers.ErrPathNotFound), errors.Is(err, routers.ErrMethodNotAllowed):
-		// Not an operation of the specification: only errors are checked.
+		// Not an operation of the specification: wesgate's extensions
+		// (/stdout, /stderr, /files/...) or a method the path does not
+		// have. The request passes unvalidated, and so does a successful
+		// answer; an error answer must still be an ErrorResponse.
 	default:
 		ct.report("contract: %s: %v", what, err)
 	}
@@ -185,18 +188,18 @@ func (ct *contractTransport) RoundTrip(req *http.Request) (*http.Response, error
 		return resp, nil
 	}
 	for _, problem := range ct.c.checkResponse(input, resp, rb) {
-		ct.report("contract: response %d to %s: %s\nbody: %s", resp.StatusCode, what, problem, truncated(rb))
+		ct.report("contract: response %d to %s: %s\nbody: %s", resp.StatusCode, what, problem, contractTruncate(rb))
 	}
 	return resp, nil
 }
 
 // inAPI reports whether u is under the API base.
-func (c *contract) inAPI(u *url.URL) bool {
+func (c *contractSpec) inAPI(u *url.URL) bool {
 	return u.Host == c.api.Host && (u.Path == c.api.Path || strings.HasPrefix(u.Path, c.api.Path+"/"))
 }
 
 // route finds the operation of a request; DELETE /runs/{run_id} is CancelRun.
-func (c *contract) route(req *http.Request) (*routers.Route, map[string]string, error) {
+func (c *contractSpec) route(req *http.Request) (*routers.Route, map[string]string, error) {
 	route, params, err := c.router.FindRoute(req)
 	if !errors.Is(err, routers.ErrMethodNotAllowed) || req.Method != http.MethodDelete {
 		return route, params, err
@@ -214,7 +217,7 @@ func (c *contract) route(req *http.Request) (*routers.Route, map[string]string, 
 
 // checkResponse lists what is wrong with a response. input is nil when the
 // request is not an operation of the specification.
-func (c *contract) checkResponse(input *openapi3filter.RequestValidationInput, resp *http.Response, body []byte) []string {
+func (c *contractSpec) checkResponse(input *openapi3filter.RequestValidationInput, resp *http.Response, body []byte) []string {
 	var problems []string
 	declared := input != nil && (input.Route.Operation.Responses.Status(resp.StatusCode) != nil ||
 		input.Route.Operation.Responses.Default() != nil)
@@ -257,7 +260,7 @@ func (c *contract) checkResponse(input *openapi3filter.RequestValidationInput, r
 
 // checkErrorResponse checks an error the specification does not declare:
 // its body must still be a JSON ErrorResponse.
-func (c *contract) checkErrorResponse(resp *http.Response, body []byte) []string {
+func (c *contractSpec) checkErrorResponse(resp *http.Response, body []byte) []string {
 	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return []string{fmt.Sprintf("an error answers Content-Type %q, not application/json", resp.Header.Get("Content-Type"))}
@@ -275,16 +278,16 @@ func (c *contract) checkErrorResponse(resp *http.Response, body []byte) []string
 }
 
 // missingFields walks v along schema s and lists the fields missing from
-// objects of the keepEveryField schemas. The fields of such a schema are its
+// objects of the contractKeepEveryField schemas. The fields of such a schema are its
 // properties and those of the inline parts of its allOf (ServiceInfo's WES
 // part; the service-info base it refers to has optional fields).
-func (c *contract) missingFields(s *openapi3.Schema, v any, at string, out *[]string) {
+func (c *contractSpec) missingFields(s *openapi3.Schema, v any, at string, out *[]string) {
 	if s == nil {
 		return
 	}
 	if name, ok := c.complete[s]; ok {
 		if obj, ok := v.(map[string]any); ok {
-			for _, f := range ownFields(s) {
+			for _, f := range contractOwnFields(s) {
 				if _, has := obj[f]; !has {
 					*out = append(*out, fmt.Sprintf("%s: a %s must keep every field, but %q is missing", at, name, f))
 				}
@@ -321,7 +324,7 @@ func (c *contract) missingFields(s *openapi3.Schema, v any, at string, out *[]st
 	}
 	switch x := v.(type) {
 	case map[string]any:
-		for _, k := range sortedKeys(x) {
+		for _, k := range contractKeys(x) {
 			if p := s.Properties[k]; p != nil {
 				c.missingFields(p.Value, x[k], at+"."+k, out)
 			} else if ap := s.AdditionalProperties.Schema; ap != nil {
@@ -337,7 +340,7 @@ func (c *contract) missingFields(s *openapi3.Schema, v any, at string, out *[]st
 	}
 }
 
-func ownFields(s *openapi3.Schema) []string {
+func contractOwnFields(s *openapi3.Schema) []string {
 	var fields []string
 	for k := range s.Properties {
 		fields = append(fields, k)
@@ -353,7 +356,7 @@ func ownFields(s *openapi3.Schema) []string {
 	return fields
 }
 
-func sortedKeys[V any](m map[string]V) []string {
+func contractKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -362,7 +365,7 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func truncated(b []byte) string {
+func contractTruncate(b []byte) string {
 	if len(b) > 2000 {
 		return string(b[:2000]) + "…"
 	}
@@ -427,7 +430,7 @@ func TestContractTransportCatchesViolations(t *testing.T) {
 			}))
 			defer srv.Close()
 			rec := &contractRecorder{}
-			c := &http.Client{Transport: &contractTransport{c: loadContract(t, srv.URL+"/ga4gh/wes/v1"),
+			c := &http.Client{Transport: &contractTransport{c: contractLoad(t, srv.URL+"/ga4gh/wes/v1"),
 				next: srv.Client().Transport, report: rec.Errorf}}
 			req, err := http.NewRequest(tt.method, srv.URL+"/ga4gh/wes/v1"+tt.path, nil)
 			if err != nil {
@@ -450,16 +453,16 @@ func TestContractTransportCatchesViolations(t *testing.T) {
 	}
 }
 
-// TestContractChecksRequests shows that a request outside the specification
+// TestContractTransportChecksRequests shows that a request outside the specification
 // is reported: an unknown multipart field of RunWorkflow.
-func TestContractChecksRequests(t *testing.T) {
+func TestContractTransportChecksRequests(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"run_id":"x"}`)
 	}))
 	defer srv.Close()
 	rec := &contractRecorder{}
-	c := &http.Client{Transport: &contractTransport{c: loadContract(t, srv.URL+"/ga4gh/wes/v1"),
+	c := &http.Client{Transport: &contractTransport{c: contractLoad(t, srv.URL+"/ga4gh/wes/v1"),
 		next: srv.Client().Transport, report: rec.Errorf}}
 	body, ct := e2eMultipart(t, []e2ePart{{Name: "workflow_url", Value: "w.cwl"}, {Name: "workflow_colour", Value: "blue"}})
 	resp, err := c.Post(srv.URL+"/ga4gh/wes/v1/runs", ct, body)
@@ -472,10 +475,10 @@ func TestContractChecksRequests(t *testing.T) {
 	}
 }
 
-// TestServiceInfoContract checks service-info beyond its schema: the type,
+// TestContractServiceInfo checks service-info beyond its schema: the type,
 // a count for each of the eleven states, the engine parameters as an
 // array, and an auth_instructions_url that answers with a page.
-func TestServiceInfoContract(t *testing.T) {
+func TestContractServiceInfo(t *testing.T) {
 	t.Parallel()
 	requireCWLTool(t)
 	env := newTestEnv(t, envOptions{})
@@ -538,9 +541,9 @@ func TestServiceInfoContract(t *testing.T) {
 	}
 }
 
-// TestServiceInfoWithoutEngines: with no engine, the engine maps and the
+// TestContractServiceInfoWithoutEngines: with no engine, the engine maps and the
 // parameter list are empty, never null.
-func TestServiceInfoWithoutEngines(t *testing.T) {
+func TestContractServiceInfoWithoutEngines(t *testing.T) {
 	t.Parallel()
 	env := newTestEnv(t, envOptions{Engines: []wes.Engine{}})
 	c := contractClient(t, env)
@@ -554,10 +557,10 @@ func TestServiceInfoWithoutEngines(t *testing.T) {
 	}
 }
 
-// TestAPIFallbackContract: an unknown route under the API base is a 404
+// TestContractAPIFallback: an unknown route under the API base is a 404
 // ErrorResponse, and a known path with a wrong method a 405 ErrorResponse
 // naming the allowed methods.
-func TestAPIFallbackContract(t *testing.T) {
+func TestContractAPIFallback(t *testing.T) {
 	t.Parallel()
 	env := newTestEnv(t, envOptions{Engines: []wes.Engine{}})
 	c := contractClient(t, env)
@@ -601,6 +604,56 @@ func TestAPIFallbackContract(t *testing.T) {
 		sort.Strings(allow)
 		if !slices.Equal(allow, tt.allow) {
 			t.Errorf("%s %s: Allow = %q, want %q", tt.method, tt.path, resp.Header.Get("Allow"), strings.Join(tt.allow, ", "))
+		}
+	}
+}
+
+// TestContractErrorResponses: the errors a client meets, declared for their
+// operation (400, 404) or not (413), are ErrorResponses naming their status.
+func TestContractErrorResponses(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, envOptions{Engines: []wes.Engine{}, MaxRequestBytes: 4096})
+	c := contractClient(t, env)
+	type errorResponse struct {
+		Msg        string `json:"msg"`
+		StatusCode int    `json:"status_code"`
+	}
+	post := func(parts []e2ePart) (int, errorResponse) {
+		t.Helper()
+		status, body := e2ePost(t, c, env, parts)
+		var e errorResponse
+		if err := json.Unmarshal(body, &e); err != nil {
+			t.Fatalf("POST /runs: %d %s", status, body)
+		}
+		return status, e
+	}
+
+	status, e := post(e2eCWLRun("w.cwl", "{}", e2eAttach("w.cwl", "class: Workflow\n")))
+	if status != http.StatusBadRequest || !strings.Contains(e.Msg, "workflow_type") {
+		t.Errorf("a type no engine runs: %d %+v, want 400 about workflow_type", status, e)
+	}
+	status, e = post(e2eCWLRun("w.cwl", "{}", e2eAttach("w.cwl", strings.Repeat("#\n", 4096))))
+	if status != http.StatusRequestEntityTooLarge || e.Msg == "" {
+		t.Errorf("a request over the limit: %d %+v, want 413", status, e)
+	}
+
+	for _, tt := range []struct {
+		path   string
+		status int
+	}{
+		{"/runs?page_size=0", http.StatusBadRequest},
+		{"/runs?page_token=not-a-token", http.StatusBadRequest},
+		{"/runs/00000000-0000-4000-8000-000000000000", http.StatusNotFound},
+		{"/runs/00000000-0000-4000-8000-000000000000/status", http.StatusNotFound},
+		{"/runs/00000000-0000-4000-8000-000000000000/tasks", http.StatusNotFound},
+		{"/runs/00000000-0000-4000-8000-000000000000/tasks/batch", http.StatusNotFound},
+		{"/runs/00000000-0000-4000-8000-000000000000/stderr", http.StatusNotFound},
+		{"/runs/00000000-0000-4000-8000-000000000000/files/work/x", http.StatusNotFound},
+	} {
+		var e errorResponse
+		e2eGetJSON(t, c, env.API+tt.path, tt.status, &e)
+		if e.StatusCode != tt.status || e.Msg == "" {
+			t.Errorf("GET %s: %+v, want an ErrorResponse with status_code %d", tt.path, e, tt.status)
 		}
 	}
 }

@@ -65,10 +65,11 @@ func (s *Service) Tick(ctx context.Context) {
 			s.submit(ctx, r)
 			continue
 		}
-		if _, seen := byUser[r.Username]; !seen {
-			users = append(users, r.Username)
+		acct := s.sched.Account(r.Username)
+		if _, seen := byUser[acct]; !seen {
+			users = append(users, acct)
 		}
-		byUser[r.Username] = append(byUser[r.Username], r)
+		byUser[acct] = append(byUser[acct], r)
 	}
 	for _, user := range users {
 		rs := byUser[user]
@@ -79,7 +80,7 @@ func (s *Service) Tick(ctx context.Context) {
 		statuses, err := s.sched.Status(ctx, user, ids)
 		if err != nil {
 			if ctx.Err() == nil {
-				s.log.Warn("monitor: job status", "user", user, "jobs", len(ids), "err", err)
+				s.log.Warn("monitor: job status", "account", user, "jobs", len(ids), "err", err)
 			}
 			continue
 		}
@@ -110,15 +111,17 @@ func (s *Service) submit(ctx context.Context, r *Run) {
 		fail(fmt.Sprintf("the engine %s is no longer offered by this server", r.Request.WorkflowEngine))
 		return
 	}
-	dir := s.sched.RunDir(r.Username, r.ID)
+	acct := s.sched.Account(r.Username)
+	dir := s.sched.RunDir(acct, r.ID)
 	cmd := eng.CommandLine(workflowArg(r), dir, r.Request.WorkflowEngineParameters)
-	script, err := scheduler.Script(scheduler.ScriptSpec{Name: JobName(r.ID), Dir: dir, Setup: eng.Setup, Command: cmd})
+	script, err := scheduler.Script(scheduler.ScriptSpec{Name: JobName(r.ID), Dir: dir, Setup: eng.Setup, Command: cmd,
+		Directives: s.sched.Directives(r.Request.WorkflowEngineParameters)})
 	if err != nil {
 		s.log.Error("monitor: batch script", "run", r.ID, "err", err)
 		fail("wesgate could not write the batch script for this run")
 		return
 	}
-	job := scheduler.Job{Name: JobName(r.ID), User: r.Username, Dir: dir, Script: script}
+	job := scheduler.Job{Name: JobName(r.ID), User: acct, Dir: dir, Script: script}
 	start := time.Now()
 	jobID, err := s.sched.Submit(ctx, job, s.LocalRunDir(r.ID))
 	if err != nil {
@@ -160,7 +163,7 @@ func (s *Service) submit(ctx context.Context, r *Run) {
 		s.log.Error("monitor: record job id", "run", r.ID, "job", jobID, "err", err)
 		return
 	}
-	s.log.Info("run submitted", "run", r.ID, "job", jobID, "user", r.Username, "took", time.Since(start).Round(time.Millisecond))
+	s.log.Info("run submitted", "run", r.ID, "job", jobID, "account", acct, "took", time.Since(start).Round(time.Millisecond))
 }
 
 // track applies one job status to a run.
@@ -184,7 +187,7 @@ func (s *Service) track(ctx context.Context, r *Run, st scheduler.JobStatus, kno
 		if now.Sub(since) < s.cfg.DoomedGrace {
 			return
 		}
-		if err := s.sched.Cancel(ctx, r.Username, r.JobID); err != nil {
+		if err := s.sched.Cancel(ctx, s.sched.Account(r.Username), r.JobID); err != nil {
 			s.log.Warn("monitor: cancel doomed job", "run", r.ID, "job", r.JobID, "err", err)
 			return
 		}
@@ -193,7 +196,7 @@ func (s *Service) track(ctx context.Context, r *Run, st scheduler.JobStatus, kno
 	}
 	sendCancel := r.CancelRequested && !r.CancelSent
 	if sendCancel {
-		if err := s.sched.Cancel(ctx, r.Username, r.JobID); err != nil {
+		if err := s.sched.Cancel(ctx, s.sched.Account(r.Username), r.JobID); err != nil {
 			s.log.Warn("monitor: cancel", "run", r.ID, "job", r.JobID, "err", err)
 			sendCancel = false
 		} else {
@@ -232,7 +235,7 @@ func (s *Service) trackGone(ctx context.Context, r *Run, now time.Time) {
 		s.update(ctx, r.ID, func(x *Run) error { x.GoneSince = now; return nil })
 		return
 	}
-	if err := s.sched.Collect(ctx, r.Username, r.RunDir, s.LocalRunDir(r.ID)); err != nil {
+	if err := s.sched.Collect(ctx, s.sched.Account(r.Username), r.RunDir, s.LocalRunDir(r.ID)); err != nil {
 		s.log.Warn("monitor: collect", "run", r.ID, "err", err)
 		return
 	}
@@ -290,7 +293,7 @@ func (s *Service) finish(ctx context.Context, r *Run, m Settlement, st *schedule
 	local := s.LocalRunDir(r.ID)
 	var rec records
 	if r.RunDir != "" {
-		if err := s.sched.Collect(ctx, r.Username, r.RunDir, local); err != nil {
+		if err := s.sched.Collect(ctx, s.sched.Account(r.Username), r.RunDir, local); err != nil {
 			s.log.Warn("monitor: collect; will retry", "run", r.ID, "err", err)
 			return
 		}
@@ -351,8 +354,11 @@ func (s *Service) finish(ctx context.Context, r *Run, m Settlement, st *schedule
 		x.Ended = end
 		x.SystemLogs = append(x.SystemLogs, logs...)
 		x.Outputs = outputs
-		if st != nil {
-			x.Node, x.Partition = st.Node, st.Partition
+		if st != nil && st.Node != "" {
+			x.Node = st.Node
+		}
+		if st != nil && st.Partition != "" {
+			x.Partition = st.Partition
 		}
 		return nil
 	})

@@ -11,9 +11,20 @@ import (
 type Scheduler interface {
 	// Name is a short name for logs and pages ("local", "slurm").
 	Name() string
-	// RunDir is the absolute directory where run runID of user lives on the
-	// execution side. It is made only of characters wesgate chose.
-	RunDir(user, runID string) string
+	// Account is the cluster account whose jobs carry the runs of the
+	// cluster user user (a service account, or the user). Every other
+	// method takes an account.
+	Account(user string) string
+	// Options lists the batch-system options a run may set in
+	// workflow_engine_parameters (Slurm's --partition, --time, ...).
+	Options() []scheduler.Option
+	// CheckOption checks one option value; the error says what is wrong.
+	CheckOption(ctx context.Context, name, value string) error
+	// Directives turns checked option values into batch-script directives.
+	Directives(values map[string]string) []string
+	// RunDir is the absolute directory where run runID of account lives on
+	// the execution side. It is made only of characters wesgate chose.
+	RunDir(account, runID string) string
 	// Submit stages job (the attachments from localDir, and the script) and
 	// submits it, returning the job id. When a job named job.Name already
 	// exists it returns that job's id instead of submitting twice.

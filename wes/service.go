@@ -223,6 +223,10 @@ func (s *Service) ServiceInfo(ctx context.Context, u *User, baseURL string) (*Se
 		}
 		si.Tags["engine."+e.Name+".types"] = strings.Join(sortedKeys(e.Types), ",")
 	}
+	for _, o := range s.sched.Options() {
+		si.DefaultEngineParameters = append(si.DefaultEngineParameters,
+			DefaultParam{Name: o.Name, Type: o.Type, DefaultValue: o.Default})
+	}
 	return si, nil
 }
 
@@ -367,8 +371,17 @@ func (s *Service) validate(ctx context.Context, d *Draft) (*RunRequest, []string
 			}
 			p, ok := engine.param(k)
 			if !ok {
+				if s.schedulerOption(k) {
+					norm, err := s.checkOption(ctx, k, v)
+					if err != nil {
+						inv.Add(FieldEngineParams, fmt.Sprintf("%q %v", k, err))
+						continue
+					}
+					req.WorkflowEngineParameters[k] = norm
+					continue
+				}
 				inv.Add(FieldEngineParams, fmt.Sprintf("%q is not a parameter of %s (allowed: %s)",
-					truncate(k, 100), engine.Name, strings.Join(engine.paramNames(), ", ")))
+					truncate(k, 100), engine.Name, strings.Join(s.paramNames(engine), ", ")))
 				continue
 			}
 			norm, err := normalizeParam(p, v)
@@ -447,12 +460,43 @@ func (s *Service) typeNames() []string {
 	return names
 }
 
-func (e *Engine) paramNames() []string {
-	names := make([]string, len(e.Params))
-	for i, p := range e.Params {
-		names[i] = p.Name
+// paramNames lists what a run of engine may set: the engine's parameters,
+// then the scheduler's options.
+func (s *Service) paramNames(e *Engine) []string {
+	var names []string
+	for _, p := range e.Params {
+		names = append(names, p.Name)
+	}
+	for _, o := range s.sched.Options() {
+		names = append(names, o.Name)
 	}
 	return names
+}
+
+// schedulerOption reports whether name is one of the scheduler's options.
+func (s *Service) schedulerOption(name string) bool {
+	for _, o := range s.sched.Options() {
+		if o.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// checkOption checks a scheduler option's value: first as its declared
+// type, then by the scheduler (format, known partitions).
+func (s *Service) checkOption(ctx context.Context, name string, v any) (string, error) {
+	var opt EngineParam
+	for _, o := range s.sched.Options() {
+		if o.Name == name {
+			opt = EngineParam{Name: o.Name, Type: o.Type}
+		}
+	}
+	norm, err := normalizeParam(opt, v)
+	if err != nil {
+		return "", err
+	}
+	return norm, s.sched.CheckOption(ctx, name, norm)
 }
 
 // resolveWorkflowURL checks workflow_url: a relative path naming an
@@ -788,7 +832,7 @@ func (s *Service) OpenLog(ctx context.Context, u User, id, stream string) (io.Re
 		name = "stderr.txt"
 	}
 	if r.RunDir != "" && !r.State.Terminal() {
-		f, err := s.sched.Open(ctx, r.Username, r.RunDir+"/"+name)
+		f, err := s.sched.Open(ctx, s.sched.Account(r.Username), r.RunDir+"/"+name)
 		if err == nil {
 			return f, r, nil
 		}
@@ -847,12 +891,15 @@ func (s *Service) RunLog(r *Run, tasks []Task, baseURL string) RunLog {
 		State:   r.State,
 		RunLog: Log{
 			Name: r.Name, Cmd: nonNil(r.Cmd), StartTime: FormatTime(r.Started), EndTime: FormatTime(r.Ended),
-			Stdout: api + "/stdout", Stderr: api + "/stderr", ExitCode: r.ExitCode,
+			Stdout: api + "/stdout", Stderr: api + "/stderr", ExitCode: -1,
 			SystemLogs: nonNil(r.SystemLogs),
 		},
 		TaskLogsURL: api + "/tasks",
 		TaskLogs:    make([]TaskLog, len(tasks)),
 		Outputs:     expandOutputs(r.Outputs, api+"/files/"),
+	}
+	if r.ExitCode != nil {
+		rl.RunLog.ExitCode = *r.ExitCode
 	}
 	if rl.Request.WorkflowParams == nil {
 		rl.Request.WorkflowParams = json.RawMessage("{}")

@@ -73,15 +73,17 @@ type RunRequest struct {
 	WorkflowURL              string            `json:"workflow_url"`
 }
 
-// Log is the WES Log object for a run.
+// Log is the WES Log object for a run. It keeps every field (the project's
+// contract, web/testdata/spec/README.md): the times are "" and ExitCode is
+// -1 until they are known.
 type Log struct {
 	Name       string   `json:"name"`
 	Cmd        []string `json:"cmd"`
-	StartTime  string   `json:"start_time,omitempty"`
-	EndTime    string   `json:"end_time,omitempty"`
+	StartTime  string   `json:"start_time"`
+	EndTime    string   `json:"end_time"`
 	Stdout     string   `json:"stdout"`
 	Stderr     string   `json:"stderr"`
-	ExitCode   *int     `json:"exit_code,omitempty"`
+	ExitCode   int      `json:"exit_code"`
 	SystemLogs []string `json:"system_logs"`
 }
 

@@ -70,6 +70,20 @@ type config struct {
 		CancelGrace duration `toml:"cancel_grace"`
 	} `toml:"executor"`
 
+	Slurm struct {
+		Cluster          string   `toml:"cluster"`
+		SSHAddr          string   `toml:"ssh_addr"`
+		User             string   `toml:"user"`
+		KeyFile          string   `toml:"key_file"`
+		KnownHosts       string   `toml:"known_hosts"`
+		RemoteBase       string   `toml:"remote_base"`
+		DefaultPartition string   `toml:"default_partition"`
+		MaxSessions      int      `toml:"max_sessions"`
+		CancelGrace      duration `toml:"cancel_grace"`
+		GoneGrace        duration `toml:"gone_grace"`
+		MaxCollectBytes  int64    `toml:"max_collect_bytes"`
+	} `toml:"slurm"`
+
 	Engines []engineConfig `toml:"engines"`
 }
 
@@ -114,6 +128,11 @@ func defaultConfig() config {
 	c.Executor.Kind = "local"
 	c.Executor.MaxJobs = 2
 	c.Executor.CancelGrace = duration{10 * time.Second}
+	c.Slurm.Cluster = "cluster"
+	c.Slurm.MaxSessions = 8
+	c.Slurm.CancelGrace = duration{30 * time.Second}
+	c.Slurm.GoneGrace = duration{time.Minute}
+	c.Slurm.MaxCollectBytes = 1 << 30
 	return c
 }
 

@@ -19,12 +19,66 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/wesgate/wesgate/auth"
 	"github.com/wesgate/wesgate/scheduler/local"
+	"github.com/wesgate/wesgate/scheduler/slurm"
 	"github.com/wesgate/wesgate/web"
 	"github.com/wesgate/wesgate/wes"
 	"github.com/wesgate/wesgate/wes/sqlite"
 )
+
+// newScheduler builds the configured executor. It returns how long a job may
+// be unknown to it before its run is settled, and a function that stops it.
+func newScheduler(cfg config, dataDir string, wake func(), log *slog.Logger) (wes.Scheduler, time.Duration, func(), error) {
+	switch cfg.Executor.Kind {
+	case "local":
+		exec := local.New(local.Config{RunsDir: filepath.Join(dataDir, "runs"), MaxJobs: cfg.Executor.MaxJobs,
+			Grace: cfg.Executor.CancelGrace.Duration, OnChange: wake}, log.With("component", "local"))
+		return exec, 0, exec.Close, nil
+	case "slurm":
+		sc := cfg.Slurm
+		if sc.SSHAddr == "" || sc.User == "" || sc.KeyFile == "" || sc.KnownHosts == "" || sc.RemoteBase == "" {
+			return nil, 0, nil, errors.New("config: [slurm] needs ssh_addr, user, key_file, known_hosts and remote_base")
+		}
+		signer, err := loadKey(sc.KeyFile)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		pool, err := slurm.NewPool(slurm.SSHConfig{
+			Addr: sc.SSHAddr, KnownHosts: sc.KnownHosts, MaxSessions: sc.MaxSessions,
+			Credentials: func(account string) (slurm.Credentials, error) {
+				return slurm.Credentials{User: sc.User, Signer: signer}, nil
+			},
+		}, log.With("component", "ssh"))
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		exec, err := slurm.New(slurm.Config{Cluster: sc.Cluster, Base: sc.RemoteBase, DefaultPartition: sc.DefaultPartition,
+			ServiceAccount: sc.User, CancelGrace: sc.CancelGrace.Duration, MaxCollectBytes: sc.MaxCollectBytes},
+			pool, log.With("component", "slurm"))
+		if err != nil {
+			pool.Close()
+			return nil, 0, nil, err
+		}
+		return exec, sc.GoneGrace.Duration, pool.Close, nil
+	}
+	return nil, 0, nil, fmt.Errorf("config: executor kind %q is not known (local or slurm)", cfg.Executor.Kind)
+}
+
+// loadKey reads an unencrypted SSH private key.
+func loadKey(path string) (ssh.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("slurm key_file: %w", err)
+	}
+	signer, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("slurm key_file %s: %w", path, err)
+	}
+	return signer, nil
+}
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
@@ -142,12 +196,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			svc.Wake()
 		}
 	}
-	if cfg.Executor.Kind != "local" {
-		return fmt.Errorf("config: executor kind %q is not known (local)", cfg.Executor.Kind)
+	sched, goneGrace, closeSched, err := newScheduler(cfg, dataDir, wake, log)
+	if err != nil {
+		return err
 	}
-	exec := local.New(local.Config{RunsDir: filepath.Join(dataDir, "runs"), MaxJobs: cfg.Executor.MaxJobs,
-		Grace: cfg.Executor.CancelGrace.Duration, OnChange: wake}, log.With("component", "local"))
-	defer exec.Close()
+	defer closeSched()
 
 	var fetcher *wes.Fetcher
 	if cfg.WorkflowURL.Fetch == nil || *cfg.WorkflowURL.Fetch {
@@ -171,7 +224,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		PollInterval:    cfg.Runs.PollInterval.Duration,
 		DefaultPageSize: cfg.Runs.DefaultPageSize,
 		MaxPageSize:     cfg.Runs.MaxPageSize,
-	}, db, exec, log.With("component", "wes"))
+		GoneGrace:       goneGrace,
+	}, db, sched, log.With("component", "wes"))
 	if err != nil {
 		return err
 	}
@@ -202,7 +256,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			serveErr <- err
 		}
 	})
-	log.Info("wesgate listening", "url", "http://"+ln.Addr().String()+"/", "data", dataDir, "executor", exec.Name(),
+	log.Info("wesgate listening", "url", "http://"+ln.Addr().String()+"/", "data", dataDir, "executor", sched.Name(),
 		"engines", len(offered))
 	fmt.Fprintf(stdout, "wesgate listening on http://%s/ (WES API at http://%s/ga4gh/wes/v1)\n", ln.Addr(), ln.Addr())
 

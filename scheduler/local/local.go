@@ -85,6 +85,21 @@ func New(cfg Config, log *slog.Logger) *Executor {
 // Name is "local".
 func (e *Executor) Name() string { return "local" }
 
+// Account is the user: the local executor runs everything as wesgate's
+// own account, and groups by nothing.
+func (e *Executor) Account(user string) string { return user }
+
+// Options is empty: the local executor takes no batch options.
+func (e *Executor) Options() []scheduler.Option { return nil }
+
+// CheckOption refuses every option.
+func (e *Executor) CheckOption(context.Context, string, string) error {
+	return errors.New("is not an option of the local executor")
+}
+
+// Directives is empty.
+func (e *Executor) Directives(map[string]string) []string { return nil }
+
 // RunDir is the run's directory under the runs directory; the local executor
 // runs jobs where wesgate stored them.
 func (e *Executor) RunDir(_, runID string) string { return filepath.Join(e.runsDir, runID) }

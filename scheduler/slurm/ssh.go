@@ -1,0 +1,399 @@
+package slurm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// Credentials are how one cluster account logs in.
+type Credentials struct {
+	User   string
+	Signer ssh.Signer
+}
+
+// SSHConfig configures the connections to the cluster's login node.
+type SSHConfig struct {
+	Addr        string        // host:port
+	KnownHosts  string        // known_hosts file; the host key must be in it
+	DialTimeout time.Duration // default 10s
+	KeepAlive   time.Duration // default 30s
+	MaxSessions int           // concurrent sessions per connection (OpenSSH allows 10); default 8
+	// Credentials returns how an account logs in (a service key, or a
+	// short-lived certificate minted for the account).
+	Credentials func(account string) (Credentials, error)
+}
+
+// HostKeyError means the cluster presented a host key that known_hosts does
+// not hold for it. wesgate never connects past it.
+type HostKeyError struct {
+	Addr string
+	Err  error
+}
+
+func (e *HostKeyError) Error() string {
+	return fmt.Sprintf("host key of %s does not match known_hosts: %v", e.Addr, e.Err)
+}
+
+func (e *HostKeyError) Unwrap() error { return e.Err }
+
+// ExitError is a remote command that ran and exited non-zero.
+type ExitError struct {
+	Command string
+	Status  int
+	Stderr  string
+}
+
+func (e *ExitError) Error() string {
+	return fmt.Sprintf("%s: exit status %d: %s", e.Command, e.Status, firstLine(e.Stderr))
+}
+
+// ErrUnreachable wraps failures to reach the cluster.
+var ErrUnreachable = errors.New("cluster unreachable")
+
+// Pool keeps one SSH connection per cluster account, reused for many
+// sessions, capped in concurrent sessions, kept alive, and re-dialled with
+// backoff after a failure.
+type Pool struct {
+	cfg      SSHConfig
+	hostKeys ssh.HostKeyCallback
+	log      *slog.Logger
+	ctx      context.Context // ends keepalives
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
+	mu    sync.Mutex // guards conns
+	conns map[string]*conn
+}
+
+// conn is the connection of one account.
+type conn struct {
+	sem chan struct{} // session slots
+
+	mu        sync.Mutex // guards the fields below
+	client    *ssh.Client
+	sftp      *sftp.Client
+	failures  int
+	notBefore time.Time // no dial before this, after failures
+	lastErr   error
+	lastOK    time.Time
+}
+
+// Health is the state of one account's connection, for admins.
+type Health struct {
+	Account   string
+	Connected bool
+	LastOK    time.Time
+	LastError string
+	HostKey   bool // the last error was a host key mismatch
+}
+
+// NewPool returns a Pool. It reads known_hosts at once, so a missing file
+// fails at start.
+func NewPool(cfg SSHConfig, log *slog.Logger) (*Pool, error) {
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 30 * time.Second
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 8
+	}
+	hk, err := knownhosts.New(cfg.KnownHosts)
+	if err != nil {
+		return nil, fmt.Errorf("known_hosts: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Pool{cfg: cfg, hostKeys: hk, log: log, ctx: ctx, cancel: cancel, conns: map[string]*conn{}}, nil
+}
+
+// Close closes every connection and stops the keepalives.
+func (p *Pool) Close() {
+	p.cancel()
+	p.mu.Lock()
+	for _, c := range p.conns {
+		c.mu.Lock()
+		c.drop()
+		c.mu.Unlock()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+func (p *Pool) conn(account string) *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.conns[account]
+	if !ok {
+		c = &conn{sem: make(chan struct{}, p.cfg.MaxSessions)}
+		p.conns[account] = c
+	}
+	return c
+}
+
+// Health reports every account's connection.
+func (p *Pool) Health() []Health {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Health
+	for acct, c := range p.conns {
+		c.mu.Lock()
+		h := Health{Account: acct, Connected: c.client != nil, LastOK: c.lastOK}
+		if c.lastErr != nil {
+			h.LastError = c.lastErr.Error()
+			var hk *HostKeyError
+			h.HostKey = errors.As(c.lastErr, &hk)
+		}
+		c.mu.Unlock()
+		out = append(out, h)
+	}
+	return out
+}
+
+// drop closes the connection; c.mu is held.
+func (c *conn) drop() {
+	if c.sftp != nil {
+		c.sftp.Close()
+		c.sftp = nil
+	}
+	if c.client != nil {
+		c.client.Close()
+		c.client = nil
+	}
+}
+
+// client returns the account's connection, dialling if needed.
+func (p *Pool) client(ctx context.Context, account string) (*conn, *ssh.Client, error) {
+	c := p.conn(account)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.client != nil {
+		return c, c.client, nil
+	}
+	if wait := time.Until(c.notBefore); wait > 0 {
+		return nil, nil, fmt.Errorf("%w: retrying in %s after: %v", ErrUnreachable, wait.Round(time.Second), c.lastErr)
+	}
+	cl, err := p.dial(ctx, account)
+	if err != nil {
+		c.failures++
+		backoff := min(time.Second<<min(c.failures-1, 5), 30*time.Second)
+		var hk *HostKeyError
+		if errors.As(err, &hk) {
+			backoff = time.Minute // a changed host key will not fix itself soon
+		}
+		c.notBefore = time.Now().Add(backoff)
+		c.lastErr = err
+		p.log.Warn("ssh: connect failed", "account", account, "addr", p.cfg.Addr, "retry_in", backoff, "err", err)
+		return nil, nil, err
+	}
+	c.failures, c.notBefore, c.client = 0, time.Time{}, cl
+	c.lastOK, c.lastErr = time.Now(), nil
+	p.log.Info("ssh: connected", "account", account, "addr", p.cfg.Addr)
+	p.wg.Go(func() { p.keepAlive(c, cl) })
+	return c, cl, nil
+}
+
+func (p *Pool) dial(ctx context.Context, account string) (*ssh.Client, error) {
+	cred, err := p.cfg.Credentials(account)
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", account, err)
+	}
+	var hostKeyErr error
+	cfg := &ssh.ClientConfig{
+		User: cred.User,
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(cred.Signer)},
+		HostKeyCallback: func(host string, remote net.Addr, key ssh.PublicKey) error {
+			err := p.hostKeys(host, remote, key)
+			if err != nil {
+				hostKeyErr = &HostKeyError{Addr: p.cfg.Addr, Err: err}
+			}
+			return err
+		},
+		Timeout: p.cfg.DialTimeout,
+	}
+	d := net.Dialer{Timeout: p.cfg.DialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", p.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	// The handshake has its own deadline, as ssh.Dial would set.
+	nc.SetDeadline(time.Now().Add(p.cfg.DialTimeout))
+	sc, chans, reqs, err := ssh.NewClientConn(nc, p.cfg.Addr, cfg)
+	if err != nil {
+		nc.Close()
+		if hostKeyErr != nil {
+			return nil, hostKeyErr
+		}
+		return nil, fmt.Errorf("%w: ssh handshake: %v", ErrUnreachable, err)
+	}
+	nc.SetDeadline(time.Time{})
+	return ssh.NewClient(sc, chans, reqs), nil
+}
+
+// keepAlive pings the server; a failed ping drops the connection so the next
+// use re-dials.
+func (p *Pool) keepAlive(c *conn, cl *ssh.Client) {
+	t := time.NewTicker(p.cfg.KeepAlive)
+	defer t.Stop()
+	done := make(chan struct{})
+	go func() { cl.Wait(); close(done) }()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-done:
+			p.forget(c, cl, errors.New("connection closed"))
+			return
+		case <-t.C:
+			errc := make(chan error, 1)
+			go func() {
+				_, _, err := cl.SendRequest("keepalive@openssh.com", true, nil)
+				errc <- err
+			}()
+			select {
+			case err := <-errc:
+				if err != nil {
+					p.forget(c, cl, err)
+					return
+				}
+			case <-time.After(p.cfg.KeepAlive):
+				p.forget(c, cl, errors.New("keepalive timed out"))
+				return
+			case <-p.ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// forget drops cl if it is still the account's connection.
+func (p *Pool) forget(c *conn, cl *ssh.Client, cause error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.client == cl {
+		p.log.Warn("ssh: connection lost", "addr", p.cfg.Addr, "err", cause)
+		c.lastErr = cause
+		c.drop()
+	}
+}
+
+// Run runs a command as account and returns its stdout. A non-zero exit is
+// an *ExitError; a broken connection is dropped and reported as
+// ErrUnreachable. When ctx ends, the remote command is killed.
+func (p *Pool) Run(ctx context.Context, account, cmd string, stdin []byte) ([]byte, error) {
+	c, cl, err := p.client(ctx, account)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case c.sem <- struct{}{}:
+		defer func() { <-c.sem }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	sess, err := cl.NewSession()
+	if err != nil {
+		p.forget(c, cl, err)
+		return nil, fmt.Errorf("%w: new session: %v", ErrUnreachable, err)
+	}
+	defer sess.Close()
+	var stdout, stderr bytes.Buffer
+	sess.Stdout, sess.Stderr = &stdout, &stderr
+	if stdin != nil {
+		sess.Stdin = bytes.NewReader(stdin)
+	}
+	if err := sess.Start(cmd); err != nil {
+		return nil, fmt.Errorf("%w: start: %v", ErrUnreachable, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		sess.Signal(ssh.SIGKILL)
+		sess.Close()
+		<-done
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		var ee *ssh.ExitError
+		if errors.As(err, &ee) {
+			c.markOK()
+			return stdout.Bytes(), &ExitError{Command: commandName(cmd), Status: ee.ExitStatus(), Stderr: stderr.String()}
+		}
+		p.forget(c, cl, err)
+		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	c.markOK()
+	return stdout.Bytes(), nil
+}
+
+func (c *conn) markOK() {
+	c.mu.Lock()
+	c.lastOK = time.Now()
+	c.mu.Unlock()
+}
+
+// SFTP returns the account's SFTP client, opening it on first use. The
+// client is shared; it holds one session of the connection's cap.
+func (p *Pool) SFTP(ctx context.Context, account string) (*sftp.Client, error) {
+	c, cl, err := p.client(ctx, account)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sftp != nil && c.client == cl {
+		return c.sftp, nil
+	}
+	sc, err := sftp.NewClient(cl, sftp.UseConcurrentWrites(true))
+	if err != nil {
+		return nil, fmt.Errorf("%w: sftp: %v", ErrUnreachable, err)
+	}
+	c.sftp = sc
+	return sc, nil
+}
+
+// sftpFailed drops the connection after an SFTP transport failure.
+func (p *Pool) sftpFailed(account string, err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, sftp.ErrSSHFxConnectionLost) || errors.Is(err, net.ErrClosed) {
+		c := p.conn(account)
+		c.mu.Lock()
+		c.lastErr = err
+		c.drop()
+		c.mu.Unlock()
+	}
+}
+
+func firstLine(s string) string {
+	s = string(bytes.TrimSpace([]byte(s)))
+	if i := bytes.IndexByte([]byte(s), '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 300 {
+		s = s[:300]
+	}
+	return s
+}
+
+// commandName is the program of a command line, for errors and logs.
+func commandName(cmd string) string {
+	f := bytes.Fields([]byte(cmd))
+	for _, w := range f {
+		if !bytes.Contains(w, []byte("=")) {
+			return string(bytes.Trim(w, "'"))
+		}
+	}
+	return "command"
+}

@@ -67,7 +67,7 @@ func (s *Server) handleCreateRun() http.Handler {
 func (s *Server) decodeRunRequest(r *http.Request, d *wes.Draft) error {
 	ct, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil {
-		return &statusError{http.StatusUnsupportedMediaType, "Content-Type must be multipart/form-data or application/json"}
+		return &statusError{http.StatusUnsupportedMediaType, "Content-Type must be multipart/form-data, application/x-www-form-urlencoded or application/json"}
 	}
 	switch ct {
 	case "multipart/form-data":
@@ -88,7 +88,7 @@ func (s *Server) decodeRunRequest(r *http.Request, d *wes.Draft) error {
 		}
 		return nil
 	}
-	return &statusError{http.StatusUnsupportedMediaType, "Content-Type must be multipart/form-data or application/json"}
+	return &statusError{http.StatusUnsupportedMediaType, "Content-Type must be multipart/form-data, application/x-www-form-urlencoded or application/json"}
 }
 
 // bodyError keeps a size-limit error recognisable and words any other body

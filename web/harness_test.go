@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/wesgate/wesgate/auth"
+	"golang.org/x/crypto/ssh"
+
 	"github.com/wesgate/wesgate/scheduler/local"
+	"github.com/wesgate/wesgate/scheduler/slurm"
 	"github.com/wesgate/wesgate/web"
 	"github.com/wesgate/wesgate/wes"
 	"github.com/wesgate/wesgate/wes/sqlite"
@@ -39,6 +42,69 @@ type envOptions struct {
 	FilePrefixes    []string
 	MaxJobs         int
 	Log             io.Writer // nil: discard
+	// Slurm runs jobs on the lab's Slurm cluster over SSH (see requireLab)
+	// instead of the local executor.
+	Slurm *labEnv
+	// GoneGrace is passed to the service (Slurm only).
+	GoneGrace time.Duration
+}
+
+// labEnv is the Slurm lab as lab/up.sh describes it in lab/env.sh.
+type labEnv struct {
+	SSHAddr, KnownHosts          string
+	SvcUser, SvcKey              string
+	User1, Key1, User2, Key2     string
+	CAKey, Partition, Partition2 string
+	Base, State                  string
+}
+
+// requireLab returns the running Slurm lab, or skips the test (fails it with
+// WESGATE_REQUIRE_LAB=1) when the lab is not up: run `go tool task lab:up`.
+func requireLab(t testing.TB) *labEnv {
+	t.Helper()
+	l := &labEnv{
+		SSHAddr: os.Getenv("WESGATE_LAB_SSH_ADDR"), KnownHosts: os.Getenv("WESGATE_LAB_KNOWN_HOSTS"),
+		SvcUser: os.Getenv("WESGATE_LAB_SVC_USER"), SvcKey: os.Getenv("WESGATE_LAB_SVC_KEY"),
+		User1: os.Getenv("WESGATE_LAB_USER1"), Key1: os.Getenv("WESGATE_LAB_KEY1"),
+		User2: os.Getenv("WESGATE_LAB_USER2"), Key2: os.Getenv("WESGATE_LAB_KEY2"),
+		CAKey: os.Getenv("WESGATE_LAB_CA_KEY"), Partition: os.Getenv("WESGATE_LAB_PARTITION"),
+		Partition2: os.Getenv("WESGATE_LAB_PARTITION2"), Base: os.Getenv("WESGATE_LAB_BASE"),
+		State: os.Getenv("WESGATE_LAB_STATE"),
+	}
+	if l.SSHAddr == "" || l.SvcKey == "" {
+		if os.Getenv("WESGATE_REQUIRE_LAB") == "1" {
+			t.Fatal("the Slurm lab is required (WESGATE_REQUIRE_LAB=1) but WESGATE_LAB_* is not set: run lab/up.sh and source lab/env.sh")
+		}
+		t.Skip("Slurm lab not up: run `go tool task lab:up` and `. lab/env.sh` to run this test")
+	}
+	return l
+}
+
+// newLabScheduler connects to the lab as its service account.
+func newLabScheduler(t testing.TB, l *labEnv, log *slog.Logger) *slurm.Executor {
+	t.Helper()
+	b, err := os.ReadFile(l.SvcKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := slurm.NewPool(slurm.SSHConfig{Addr: l.SSHAddr, KnownHosts: l.KnownHosts,
+		Credentials: func(string) (slurm.Credentials, error) {
+			return slurm.Credentials{User: l.SvcUser, Signer: signer}, nil
+		}}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	exec, err := slurm.New(slurm.Config{Cluster: "lab", Base: l.Base + "/" + l.SvcUser, DefaultPartition: l.Partition,
+		ServiceAccount: l.SvcUser, CancelGrace: 5 * time.Second}, pool, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exec
 }
 
 // requireCWLTool skips (or, with WESGATE_REQUIRE_LAB=1, fails) a test that
@@ -77,13 +143,20 @@ func newTestEnv(t testing.TB, o envOptions) *testEnv {
 	}
 	var svc *wes.Service
 	wake := make(chan struct{}, 1)
-	exec := local.New(local.Config{RunsDir: filepath.Join(data, "runs"), MaxJobs: o.MaxJobs, Grace: 3 * time.Second,
-		OnChange: func() {
-			select {
-			case wake <- struct{}{}:
-			default:
-			}
-		}}, log)
+	var sched wes.Scheduler
+	if o.Slurm != nil {
+		sched = newLabScheduler(t, o.Slurm, log)
+	} else {
+		exec := local.New(local.Config{RunsDir: filepath.Join(data, "runs"), MaxJobs: o.MaxJobs, Grace: 3 * time.Second,
+			OnChange: func() {
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}}, log)
+		t.Cleanup(exec.Close)
+		sched = exec
+	}
 	poll := o.PollInterval
 	if poll == 0 {
 		poll = 200 * time.Millisecond
@@ -92,7 +165,8 @@ func newTestEnv(t testing.TB, o envOptions) *testEnv {
 		DataDir: data, Engines: engines, Limits: o.Limits, PollInterval: poll,
 		Info:    wes.Info{ID: "org.ga4gh.wesgate.test", Name: "wesgate test", OrganizationName: "Test University", OrganizationURL: "https://example.org", Version: "test"},
 		Fetcher: o.Fetcher, FileURLPrefixes: o.FilePrefixes,
-	}, db, exec, log)
+		GoneGrace: o.GoneGrace,
+	}, db, sched, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +194,6 @@ func newTestEnv(t testing.TB, o envOptions) *testEnv {
 		srv.Close()
 		cancel()
 		<-done
-		exec.Close()
 		db.Close()
 	})
 	return &testEnv{URL: srv.URL, API: srv.URL + "/ga4gh/wes/v1", Data: data, Service: svc, DB: db, Server: srv}

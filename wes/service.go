@@ -75,8 +75,17 @@ type Service struct {
 // leftovers of requests that were interrupted (staging directories, and run
 // directories that never reached the store).
 func NewService(ctx context.Context, cfg Config, store Store, sched Scheduler, log *slog.Logger) (*Service, error) {
-	if cfg.Limits == (Limits{}) {
-		cfg.Limits = DefaultLimits
+	if cfg.Limits.MaxAttachments <= 0 {
+		cfg.Limits.MaxAttachments = DefaultLimits.MaxAttachments
+	}
+	if cfg.Limits.MaxFieldBytes <= 0 {
+		cfg.Limits.MaxFieldBytes = DefaultLimits.MaxFieldBytes
+	}
+	if cfg.Limits.MaxWorkflowBytes <= 0 {
+		cfg.Limits.MaxWorkflowBytes = DefaultLimits.MaxWorkflowBytes
+	}
+	if cfg.Limits.MaxJSONDepth <= 0 {
+		cfg.Limits.MaxJSONDepth = DefaultLimits.MaxJSONDepth
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 5 * time.Second

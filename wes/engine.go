@@ -131,24 +131,44 @@ func DefaultEngines() []Engine {
 // Detect runs the engine's version command and records the version. It fails
 // when the command is missing or prints no version.
 func (e *Engine) Detect(ctx context.Context) error {
-	if len(e.VersionCommand) == 0 {
-		return fmt.Errorf("engine %s: no version command", e.Name)
-	}
-	path, err := exec.LookPath(e.VersionCommand[0])
+	return e.DetectWith(ctx, LocalVersion)
+}
+
+// VersionRunner runs an engine's version command, after the engine's setup
+// lines, where the engine will run, and returns what it printed.
+type VersionRunner func(ctx context.Context, setup, cmd []string) ([]byte, error)
+
+// LocalVersion runs the version command on this machine. Setup lines are
+// for batch jobs on a cluster and are not run here.
+func LocalVersion(ctx context.Context, _, command []string) ([]byte, error) {
+	path, err := exec.LookPath(command[0])
 	if err != nil {
-		return fmt.Errorf("engine %s: %w", e.Name, err)
+		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, e.VersionCommand[1:]...)
+	cmd := exec.CommandContext(ctx, path, command[1:]...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("engine %s: %s: %w", e.Name, strings.Join(e.VersionCommand, " "), err)
+		return nil, fmt.Errorf("%s: %w", strings.Join(command, " "), err)
 	}
-	v := ParseVersion(out.String())
+	return out.Bytes(), nil
+}
+
+// DetectWith is Detect with the version command run by run (on a cluster,
+// for example).
+func (e *Engine) DetectWith(ctx context.Context, run VersionRunner) error {
+	if len(e.VersionCommand) == 0 {
+		return fmt.Errorf("engine %s: no version command", e.Name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := run(ctx, e.Setup, e.VersionCommand)
+	if err != nil {
+		return fmt.Errorf("engine %s: %w", e.Name, err)
+	}
+	v := ParseVersion(string(out))
 	if v == "" {
-		return fmt.Errorf("engine %s: no version in %q", e.Name, firstLine(out.String()))
+		return fmt.Errorf("engine %s: no version in %q", e.Name, firstLine(string(out)))
 	}
 	e.Version = v
 	return nil

@@ -67,6 +67,17 @@ func newScheduler(cfg config, dataDir string, wake func(), log *slog.Logger) (we
 	return nil, 0, nil, fmt.Errorf("config: executor kind %q is not known (local or slurm)", cfg.Executor.Kind)
 }
 
+// versionRunner runs engine version commands where jobs run: on the
+// cluster for Slurm, here for the local executor.
+func versionRunner(sched wes.Scheduler) wes.VersionRunner {
+	if r, ok := sched.(interface {
+		EngineVersion(ctx context.Context, setup, cmd []string) ([]byte, error)
+	}); ok {
+		return r.EngineVersion
+	}
+	return wes.LocalVersion
+}
+
 // loadKey reads an unencrypted SSH private key.
 func loadKey(path string) (ssh.Signer, error) {
 	b, err := os.ReadFile(path)
@@ -170,20 +181,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("data directory: %w", err)
 	}
 
-	engines, err := cfg.engines()
-	if err != nil {
-		return err
-	}
-	var offered []wes.Engine
-	for _, e := range engines {
-		if err := e.Detect(ctx); err != nil {
-			log.Info("engine not offered", "engine", e.Name, "reason", err)
-			continue
-		}
-		log.Info("engine offered", "engine", e.Name, "version", e.Version)
-		offered = append(offered, e)
-	}
-
 	db, err := sqlite.Open(ctx, filepath.Join(dataDir, "wesgate.db"))
 	if err != nil {
 		return err
@@ -201,6 +198,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer closeSched()
+
+	engines, err := cfg.engines()
+	if err != nil {
+		return err
+	}
+	var offered []wes.Engine
+	for _, e := range engines {
+		if err := e.DetectWith(ctx, versionRunner(sched)); err != nil {
+			log.Info("engine not offered", "engine", e.Name, "reason", err)
+			continue
+		}
+		log.Info("engine offered", "engine", e.Name, "version", e.Version)
+		offered = append(offered, e)
+	}
 
 	var fetcher *wes.Fetcher
 	if cfg.WorkflowURL.Fetch == nil || *cfg.WorkflowURL.Fetch {

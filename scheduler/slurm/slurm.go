@@ -473,3 +473,26 @@ func download(fsys *sftp.Client, remote, local string) error {
 	}
 	return os.Rename(tmp, local)
 }
+
+// EngineVersion runs an engine's version command on the cluster, as the
+// service account, after the engine's setup lines (module load ...). Both
+// come from the administrator's configuration; the script goes to bash on
+// standard input, not on the command line.
+func (e *Executor) EngineVersion(ctx context.Context, setup, cmd []string) ([]byte, error) {
+	var b strings.Builder
+	for _, line := range setup {
+		b.WriteString(line + "\n")
+	}
+	words := make([]string, len(cmd))
+	for i, w := range cmd {
+		words[i] = quote(w)
+	}
+	b.WriteString(strings.Join(words, " ") + " 2>&1\n")
+	account := e.cfg.ServiceAccount
+	out, err := e.pool.Run(ctx, account, "bash -s", []byte(b.String()))
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return nil, fmt.Errorf("on the cluster: %s exited %d: %s", cmd[0], ee.Status, firstLine(string(out)+ee.Stderr))
+	}
+	return out, err
+}

@@ -43,6 +43,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Tick does one round of submitting and polling.
 func (s *Service) Tick(ctx context.Context) {
+	start := time.Now()
 	runs, err := s.store.ActiveRuns(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -50,6 +51,9 @@ func (s *Service) Tick(ctx context.Context) {
 		}
 		return
 	}
+	defer func() {
+		s.log.Debug("monitor: tick", "active", len(runs), "took", time.Since(start).Round(time.Microsecond))
+	}()
 	byUser := map[string][]*Run{}
 	var users []string
 	for _, r := range runs {

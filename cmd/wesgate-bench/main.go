@@ -60,6 +60,9 @@ func (r result) pct(p float64) time.Duration {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "slurm" {
+		return runSlurm(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("wesgate-bench", flag.ContinueOnError)
 	nRuns := fs.Int("runs", 100_000, "finished runs to load into the store")
 	dur := fs.Duration("duration", 10*time.Second, "length of each load phase")
@@ -84,12 +87,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if !*keep {
 		defer os.RemoveAll(work)
 	}
-	fmt.Fprintf(stderr, "building wesgate into %s\n", work)
-	bin := filepath.Join(work, "wesgate")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/wesgate")
-	build.Stdout, build.Stderr = stderr, stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build: %w", err)
+	bin, err := buildWesgate(ctx, work, stderr)
+	if err != nil {
+		return err
 	}
 	data := filepath.Join(work, "data")
 	local, err := auth.NewLocal()
@@ -165,6 +165,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "| start-up to first answer | %s |\n", ms(startup))
 	fmt.Fprintf(stdout, "| loading %d runs | %s |\n", len(ids), loadTime.Round(time.Millisecond))
 	return nil
+}
+
+// buildWesgate builds the server binary into dir.
+func buildWesgate(ctx context.Context, dir string, stderr io.Writer) (string, error) {
+	fmt.Fprintf(stderr, "building wesgate into %s\n", dir)
+	bin := filepath.Join(dir, "wesgate")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/wesgate")
+	build.Stdout, build.Stderr = stderr, stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("build: %w", err)
+	}
+	return bin, nil
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }

@@ -47,3 +47,17 @@ func (l *Local) Authenticate(*http.Request) (wes.User, error) { return l.User, n
 
 // Mode is "local".
 func (l *Local) Mode() string { return "local" }
+
+// Browser is an Authenticator that also logs people in with a browser and
+// keeps a session for them.
+type Browser interface {
+	Authenticator
+	// Middleware loads and saves the session around h.
+	Middleware(h http.Handler) http.Handler
+	HandleLogin() http.Handler
+	// HandleCallback finishes a login; fail renders a problem for the person.
+	HandleCallback(fail func(w http.ResponseWriter, r *http.Request, status int, msg string)) http.Handler
+	HandleLogout() http.Handler
+	Issuer() string
+	ClientID() string
+}

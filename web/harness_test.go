@@ -47,6 +47,12 @@ type envOptions struct {
 	Slurm *labEnv
 	// GoneGrace is passed to the service (Slurm only).
 	GoneGrace time.Duration
+	// Auth builds the authenticator on the env's database (nil: the local
+	// development identity).
+	Auth func(t testing.TB, db *sqlite.DB) auth.Authenticator
+	// Scheduler, when set, replaces the executor (for example a Slurm
+	// executor in per-user mode).
+	Scheduler func(t testing.TB, log *slog.Logger) wes.Scheduler
 }
 
 // labEnv is the Slurm lab as lab/up.sh describes it in lab/env.sh.
@@ -144,7 +150,9 @@ func newTestEnv(t testing.TB, o envOptions) *testEnv {
 	var svc *wes.Service
 	wake := make(chan struct{}, 1)
 	var sched wes.Scheduler
-	if o.Slurm != nil {
+	if o.Scheduler != nil {
+		sched = o.Scheduler(t, log)
+	} else if o.Slurm != nil {
 		sched = newLabScheduler(t, o.Slurm, log)
 	} else {
 		exec := local.New(local.Config{RunsDir: filepath.Join(data, "runs"), MaxJobs: o.MaxJobs, Grace: 3 * time.Second,
@@ -185,9 +193,15 @@ func newTestEnv(t testing.TB, o envOptions) *testEnv {
 			}
 		}
 	}()
-	authn, err := auth.NewLocal()
-	if err != nil {
-		t.Fatal(err)
+	var authn auth.Authenticator
+	if o.Auth != nil {
+		authn = o.Auth(t, db)
+	} else {
+		local, err := auth.NewLocal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		authn = local
 	}
 	srv := httptest.NewServer(web.NewServer(web.Config{MaxRequestBytes: o.MaxRequestBytes}, svc, authn, log))
 	t.Cleanup(func() {

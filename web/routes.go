@@ -2,6 +2,8 @@ package web
 
 import (
 	"net/http"
+
+	"github.com/wesgate/wesgate/auth"
 )
 
 // apiBase is the WES API's base path.
@@ -28,11 +30,20 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET "+apiBase+"/runs/{run_id}/files/{path...}", s.api(s.handleFile()))
 	mux.Handle(apiBase+"/", s.apiFallback(mux))
 
+	// Browser login, when an identity provider is configured.
+	var handler http.Handler = mux
+	if b, ok := s.auth.(auth.Browser); ok {
+		mux.Handle("GET /auth/login", b.HandleLogin())
+		mux.Handle("GET /auth/callback", b.HandleCallback(s.problemPage))
+		mux.Handle("POST /auth/logout", b.HandleLogout())
+		handler = b.Middleware(mux)
+	}
+
 	// Pages.
 	mux.Handle("GET /auth/instructions", s.handleAuthInstructions())
 	mux.Handle("GET /{$}", s.handleHome())
 	mux.Handle("GET /static/", s.handleStatic())
 	mux.Handle("/", s.handleNotFoundPage())
 
-	return s.recoverPanics(securityHeaders(mux))
+	return s.recoverPanics(securityHeaders(s.crossSiteProtection(handler)))
 }

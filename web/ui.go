@@ -72,6 +72,11 @@ func (s *Server) handleAuthInstructions() http.Handler {
 	})
 }
 
+// problemPage renders a page that explains a problem, without internals.
+func (s *Server) problemPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	s.render(w, r, status, views.Problem(s.page(r.Context(), http.StatusText(status)), http.StatusText(status), msg))
+}
+
 func (s *Server) handleStatic() http.Handler { return s.assets }
 
 func (s *Server) handleNotFoundPage() http.Handler {

@@ -693,14 +693,14 @@ type ListOptions struct {
 	PageToken string
 	States    []State
 	Tag       string // "key" or "key:value"... see ParseTagFilter
-	Username  string // admins only: the runs of one cluster user's owner
+	Username  string // only the runs of this cluster user (admins use it to look at one person's runs)
 }
 
 // ListRuns lists the runs u may see, newest first, one page at a time.
 // Runs created while a client pages appear only before its first page, so
 // paging never repeats or skips a run.
 func (s *Service) ListRuns(ctx context.Context, u User, o ListOptions) ([]*Run, string, error) {
-	q := ListQuery{Owner: owner(u), States: o.States, Limit: s.pageSize(o.PageSize)}
+	q := ListQuery{Owner: owner(u), Username: o.Username, States: o.States, Limit: s.pageSize(o.PageSize)}
 	for _, st := range o.States {
 		if !st.Valid() {
 			return nil, "", Invalid("state", fmt.Sprintf("%q is not a WES state", truncate(string(st), 40)))
@@ -718,7 +718,7 @@ func (s *Service) ListRuns(ctx context.Context, u User, o ListOptions) ([]*Run, 
 		states[i] = string(st)
 	}
 	sort.Strings(states)
-	fp := fingerprint("runs", q.Owner, strings.Join(states, ","), q.TagKey, q.TagValue)
+	fp := fingerprint("runs", q.Owner, q.Username, strings.Join(states, ","), q.TagKey, q.TagValue)
 	if o.PageToken != "" {
 		pos, err := s.tokens.parse(o.PageToken, fp)
 		if err != nil {

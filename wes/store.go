@@ -58,6 +58,7 @@ type Task struct {
 // ListQuery selects a page of runs.
 type ListQuery struct {
 	Owner    string  // "" for every owner (admins)
+	Username string  // only runs of this cluster user ("" for all)
 	States   []State // any of these; empty for all
 	TagKey   string  // with TagValue: only runs tagged so
 	TagValue string

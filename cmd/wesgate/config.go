@@ -70,7 +70,25 @@ type config struct {
 		CancelGrace duration `toml:"cancel_grace"`
 	} `toml:"executor"`
 
+	Auth struct {
+		Mode            string   `toml:"mode"`
+		Issuer          string   `toml:"issuer"`
+		ClientID        string   `toml:"client_id"`
+		ClientSecret    string   `toml:"client_secret"`
+		Audiences       []string `toml:"audiences"`
+		UsernameClaim   string   `toml:"username_claim"`
+		GroupsClaim     string   `toml:"groups_claim"`
+		AdminGroup      string   `toml:"admin_group"`
+		RequiredScope   string   `toml:"required_scope"`
+		UserMap         string   `toml:"user_map"`
+		InsecureCookies bool     `toml:"insecure_cookies"`
+		SessionLifetime duration `toml:"session_lifetime"`
+	} `toml:"auth"`
+
 	Slurm struct {
+		PerUser          bool     `toml:"per_user"`
+		UserCAKey        string   `toml:"user_ca_key"`
+		CertTTL          duration `toml:"cert_ttl"`
 		Cluster          string   `toml:"cluster"`
 		SSHAddr          string   `toml:"ssh_addr"`
 		User             string   `toml:"user"`
@@ -128,6 +146,11 @@ func defaultConfig() config {
 	c.Executor.Kind = "local"
 	c.Executor.MaxJobs = 2
 	c.Executor.CancelGrace = duration{10 * time.Second}
+	c.Auth.Mode = "local"
+	c.Auth.UsernameClaim = "preferred_username"
+	c.Auth.GroupsClaim = "groups"
+	c.Auth.SessionLifetime = duration{12 * time.Hour}
+	c.Slurm.CertTTL = duration{5 * time.Minute}
 	c.Slurm.Cluster = "cluster"
 	c.Slurm.MaxSessions = 8
 	c.Slurm.CancelGrace = duration{30 * time.Second}

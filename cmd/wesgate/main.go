@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/alexedwards/scs/v2"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/wesgate/wesgate/auth"
@@ -28,6 +29,56 @@ import (
 	"github.com/wesgate/wesgate/wes"
 	"github.com/wesgate/wesgate/wes/sqlite"
 )
+
+// newAuthenticator builds the configured authentication: the local
+// development identity, or OIDC with browser sessions in the database.
+// Goroutines it starts stop with ctx and are counted in wg.
+func newAuthenticator(ctx context.Context, cfg config, db *sqlite.DB, log *slog.Logger, wg *sync.WaitGroup) (auth.Authenticator, error) {
+	switch cfg.Auth.Mode {
+	case "local":
+		authn, err := auth.NewLocal()
+		if err != nil {
+			return nil, fmt.Errorf("local identity: %w", err)
+		}
+		log.Warn("development mode: no identity provider; every request acts for the local account", "user", authn.User.Username)
+		return authn, nil
+	case "oidc":
+		a := cfg.Auth
+		if cfg.PublicURL == "" {
+			return nil, errors.New("config: [auth] mode = \"oidc\" needs public_url (the login callback is public_url/auth/callback)")
+		}
+		var users auth.UserMap
+		if a.UserMap != "" {
+			var err error
+			if users, err = auth.LoadUserMap(a.UserMap); err != nil {
+				return nil, err
+			}
+		}
+		sessions := scs.New()
+		sessions.Store = db.Sessions()
+		sessions.Lifetime = a.SessionLifetime.Duration
+		sessions.IdleTimeout = min(a.SessionLifetime.Duration, 2*time.Hour)
+		sessions.Cookie.Name = web.SessionCookie
+		sessions.Cookie.HttpOnly = true
+		sessions.Cookie.SameSite = http.SameSiteLaxMode
+		sessions.Cookie.Secure = !a.InsecureCookies
+		sessions.Cookie.Path = "/"
+		sessions.ErrorFunc = func(w http.ResponseWriter, r *http.Request, err error) {
+			log.Error("session", "err", err)
+			http.Error(w, "internal server error", http.StatusInternalServerError)
+		}
+		wg.Go(func() { db.Sessions().Cleanup(ctx, 10*time.Minute) })
+		o, err := auth.NewOIDC(ctx, auth.OIDCConfig{Issuer: a.Issuer, ClientID: a.ClientID, ClientSecret: a.ClientSecret,
+			Audiences: a.Audiences, UsernameClaim: a.UsernameClaim, GroupsClaim: a.GroupsClaim, AdminGroup: a.AdminGroup,
+			RequiredScope: a.RequiredScope, PublicURL: cfg.PublicURL, Users: users}, sessions, log.With("component", "auth"))
+		if err != nil {
+			return nil, err
+		}
+		log.Info("authentication: OIDC", "issuer", a.Issuer, "client_id", a.ClientID, "admin_group", a.AdminGroup)
+		return o, nil
+	}
+	return nil, fmt.Errorf("config: [auth] mode %q is not known (local or oidc)", cfg.Auth.Mode)
+}
 
 // newScheduler builds the configured executor. It returns how long a job may
 // be unknown to it before its run is settled, and a function that stops it.
@@ -46,17 +97,34 @@ func newScheduler(cfg config, dataDir string, wake func(), log *slog.Logger) (we
 		if err != nil {
 			return nil, 0, nil, err
 		}
+		creds := func(account string) (slurm.Credentials, error) {
+			return slurm.Credentials{User: sc.User, Signer: signer}, nil
+		}
+		if sc.PerUser {
+			if sc.UserCAKey == "" {
+				return nil, 0, nil, errors.New("config: [slurm] per_user needs user_ca_key")
+			}
+			ca, err := slurm.NewCertAuthority(sc.UserCAKey, sc.CertTTL.Duration)
+			if err != nil {
+				return nil, 0, nil, err
+			}
+			// The service account (sinfo, engine versions) keeps its key;
+			// everyone else gets a short-lived certificate.
+			creds = func(account string) (slurm.Credentials, error) {
+				if account == sc.User {
+					return slurm.Credentials{User: sc.User, Signer: signer}, nil
+				}
+				return ca.Credentials(account)
+			}
+		}
 		pool, err := slurm.NewPool(slurm.SSHConfig{
-			Addr: sc.SSHAddr, KnownHosts: sc.KnownHosts, MaxSessions: sc.MaxSessions,
-			Credentials: func(account string) (slurm.Credentials, error) {
-				return slurm.Credentials{User: sc.User, Signer: signer}, nil
-			},
+			Addr: sc.SSHAddr, KnownHosts: sc.KnownHosts, MaxSessions: sc.MaxSessions, Credentials: creds,
 		}, log.With("component", "ssh"))
 		if err != nil {
 			return nil, 0, nil, err
 		}
 		exec, err := slurm.New(slurm.Config{Cluster: sc.Cluster, Base: sc.RemoteBase, DefaultPartition: sc.DefaultPartition,
-			ServiceAccount: sc.User, CancelGrace: sc.CancelGrace.Duration, MaxCollectBytes: sc.MaxCollectBytes},
+			ServiceAccount: sc.User, PerUser: sc.PerUser, CancelGrace: sc.CancelGrace.Duration, MaxCollectBytes: sc.MaxCollectBytes},
 			pool, log.With("component", "slurm"))
 		if err != nil {
 			pool.Close()
@@ -155,20 +223,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	// Without an identity provider every request acts for the local account,
-	// so only this machine may connect.
 	loop, err := isLoopback(cfg.Addr)
 	if err != nil {
 		return err
 	}
-	if !loop {
-		return fmt.Errorf("refusing to listen on %s: without authentication configured wesgate serves only loopback addresses (127.0.0.1, ::1, localhost)", cfg.Addr)
+	if cfg.Auth.Mode == "local" && !loop {
+		// Without an identity provider every request acts for the local
+		// account, so only this machine may connect.
+		return fmt.Errorf("refusing to listen on %s: without authentication configured ([auth] mode = \"oidc\") wesgate serves only loopback addresses (127.0.0.1, ::1, localhost)", cfg.Addr)
 	}
-	authn, err := auth.NewLocal()
-	if err != nil {
-		return fmt.Errorf("local identity: %w", err)
-	}
-	log.Warn("development mode: no identity provider; every request acts for the local account", "user", authn.User.Username)
 
 	dataDir, err := filepath.Abs(cfg.Data)
 	if err != nil {
@@ -241,6 +304,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
+	// Every goroutine below stops when bgCtx ends and is waited for, on
+	// every way out of run.
+	var wg sync.WaitGroup
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	defer func() {
+		stopBackground()
+		wg.Wait()
+	}()
+	authn, err := newAuthenticator(bgCtx, cfg, db, log, &wg)
+	if err != nil {
+		return err
+	}
 	handler := web.NewServer(web.Config{PublicURL: cfg.PublicURL, MaxRequestBytes: cfg.MaxRequestBytes},
 		svc, authn, log.With("component", "web"))
 
@@ -257,10 +332,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	var wg sync.WaitGroup
-	monitorCtx, stopMonitor := context.WithCancel(ctx)
-	defer stopMonitor()
-	wg.Go(func() { svc.Run(monitorCtx) })
+	wg.Go(func() { svc.Run(bgCtx) })
 	serveErr := make(chan error, 1)
 	wg.Go(func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -282,9 +354,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
-	stopMonitor()
-	wg.Wait()
-	return runErr
+	return runErr // the deferred stopBackground ends the monitor and the session cleanup
 }
 
 func firstOf(vals ...string) string {

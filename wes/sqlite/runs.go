@@ -210,6 +210,9 @@ func (db *DB) ListRuns(ctx context.Context, q wes.ListQuery) ([]*wes.Run, error)
 	if q.Owner != "" {
 		conds, args = append(conds, "r.owner = ?"), append(args, q.Owner)
 	}
+	if q.Username != "" {
+		conds, args = append(conds, "r.username = ?"), append(args, q.Username)
+	}
 	if q.Before > 0 {
 		conds, args = append(conds, "r.seq < ?"), append(args, q.Before)
 	}

@@ -154,7 +154,8 @@ func (c claims) list(name string) []string {
 // verifyBearer checks a bearer token: signature against the issuer's keys
 // (rotation is followed), issuer, expiry, an accepted audience and the
 // required scope. Claims the token lacks (username, groups) come from the
-// userinfo endpoint. Results are cached until the token expires.
+// userinfo endpoint. Results are cached until the token expires (at most
+// ten minutes).
 func (o *OIDC) verifyBearer(ctx context.Context, raw string) (wes.User, error) {
 	key := sha256.Sum256([]byte(raw))
 	o.mu.Lock()
@@ -183,22 +184,15 @@ func (o *OIDC) verifyBearer(ctx context.Context, raw string) (wes.User, error) {
 			return wes.User{}, fmt.Errorf("bearer token: scope %q missing", o.cfg.RequiredScope)
 		}
 	}
-	if _, ok := c[o.cfg.UsernameClaim]; !ok {
-		info, err := o.provider.UserInfo(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: raw, TokenType: "Bearer"}))
-		if err != nil {
-			return wes.User{}, fmt.Errorf("userinfo: %w", err)
-		}
-		var more claims
-		if err := info.Claims(&more); err != nil {
-			return wes.User{}, fmt.Errorf("userinfo claims: %w", err)
-		}
-		if more.str("sub") != tok.Subject {
-			return wes.User{}, errors.New("userinfo: subject differs from the token's")
-		}
-		for k, v := range more {
-			if _, has := c[k]; !has {
-				c[k] = v
+	needName, needGroups := o.lacks(c)
+	if needName || needGroups {
+		ts := oauth2.StaticTokenSource(&oauth2.Token{AccessToken: raw, TokenType: "Bearer"})
+		if err := o.addUserinfo(ctx, ts, tok.Subject, c); err != nil {
+			if needName {
+				return wes.User{}, err
 			}
+			// The person is known; only the admin group could not be checked.
+			o.log.Warn("oidc: groups not in the token and userinfo failed; not an admin", "err", err)
 		}
 	}
 	u := o.user(tok.Issuer, tok.Subject, c)
@@ -213,6 +207,36 @@ func (o *OIDC) verifyBearer(ctx context.Context, raw string) (wes.User, error) {
 	o.cache[key] = cachedUser{user: u, expires: expires}
 	o.mu.Unlock()
 	return u, nil
+}
+
+// lacks reports whether verified claims lack the username, or the groups
+// that decide who is an admin (only asked when an admin group is set).
+func (o *OIDC) lacks(c claims) (name, groups bool) {
+	_, hasName := c[o.cfg.UsernameClaim]
+	_, hasGroups := c[o.cfg.GroupsClaim]
+	return !hasName, o.cfg.AdminGroup != "" && !hasGroups
+}
+
+// addUserinfo adds the claims of the userinfo endpoint that c lacks. The
+// answer must be about subject.
+func (o *OIDC) addUserinfo(ctx context.Context, ts oauth2.TokenSource, subject string, c claims) error {
+	info, err := o.provider.UserInfo(ctx, ts)
+	if err != nil {
+		return fmt.Errorf("userinfo: %w", err)
+	}
+	var more claims
+	if err := info.Claims(&more); err != nil {
+		return fmt.Errorf("userinfo claims: %w", err)
+	}
+	if more.str("sub") != subject {
+		return errors.New("userinfo: subject differs from the token's")
+	}
+	for k, v := range more {
+		if _, has := c[k]; !has {
+			c[k] = v
+		}
+	}
+	return nil
 }
 
 // user builds the identity from verified claims.
@@ -294,12 +318,14 @@ func (o *OIDC) HandleCallback(fail func(w http.ResponseWriter, r *http.Request, 
 		verifier := o.sessions.PopString(ctx, keyVerifier)
 		next := safeNext(o.sessions.PopString(ctx, keyNext))
 		q := r.URL.Query()
-		if e := q.Get("error"); e != "" {
-			fail(w, r, http.StatusUnauthorized, "The identity provider did not log you in ("+truncate(e, 60)+").")
-			return
-		}
+		// State first: only the provider, answering a login started here,
+		// knows it, so nobody else can put words on the error page.
 		if state == "" || q.Get("state") != state {
 			fail(w, r, http.StatusBadRequest, "This login link has expired or was not started here. Please log in again.")
+			return
+		}
+		if e := q.Get("error"); e != "" {
+			fail(w, r, http.StatusUnauthorized, "The identity provider did not log you in ("+truncate(e, 60)+").")
 			return
 		}
 		tok, err := o.oauth.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier))
@@ -320,16 +346,10 @@ func (o *OIDC) HandleCallback(fail func(w http.ResponseWriter, r *http.Request, 
 			fail(w, r, http.StatusUnauthorized, "The login could not be verified. Please try again.")
 			return
 		}
-		if _, ok := c[o.cfg.UsernameClaim]; !ok {
-			if info, err := o.provider.UserInfo(ctx, oauth2.StaticTokenSource(tok)); err == nil {
-				var more claims
-				if info.Claims(&more) == nil && more.str("sub") == idt.Subject {
-					for k, v := range more {
-						if _, has := c[k]; !has {
-							c[k] = v
-						}
-					}
-				}
+		if needName, needGroups := o.lacks(c); needName || needGroups {
+			// Best effort: without a username the person can look but not submit.
+			if err := o.addUserinfo(ctx, oauth2.StaticTokenSource(tok), idt.Subject, c); err != nil {
+				o.log.Warn("oidc: userinfo at login", "err", err)
 			}
 		}
 		u := o.user(idt.Issuer, idt.Subject, c)

@@ -112,3 +112,49 @@ type Option struct {
 	Default string
 	Help    string
 }
+
+// QueueCount is how many jobs of a partition are in a state.
+type QueueCount struct {
+	Partition string
+	State     string
+	Count     int
+}
+
+// NodeState is one node as sinfo reports it.
+type NodeState struct {
+	Name       string
+	State      string
+	Partitions string
+}
+
+// Queue is a picture of the whole cluster's queue and nodes.
+type Queue struct {
+	At     time.Time
+	Counts []QueueCount
+	Nodes  []NodeState
+}
+
+// Pending and Running total the picture's jobs.
+func (q Queue) Pending() int { return q.sum(StatePending) }
+
+// Running counts running jobs.
+func (q Queue) Running() int { return q.sum(StateRunning) }
+
+func (q Queue) sum(state string) int {
+	n := 0
+	for _, c := range q.Counts {
+		if c.State == state {
+			n += c.Count
+		}
+	}
+	return n
+}
+
+// Health is the state of the connection of one cluster account, for admins.
+type Health struct {
+	Account   string
+	Connected bool
+	LastOK    time.Time
+	LastError string
+	HostKey   bool // the last error was a host key mismatch
+}

@@ -39,11 +39,18 @@ func (s *Server) routes() http.Handler {
 		handler = b.Middleware(mux)
 	}
 
-	// Pages.
-	mux.Handle("GET /auth/instructions", s.handleAuthInstructions())
-	mux.Handle("GET /{$}", s.handleHome())
+	// Pages, over the same service with the same rules.
+	mux.Handle("GET /auth/instructions", s.optionalUser(s.handleAuthInstructions()))
+	mux.Handle("GET /{$}", s.optionalUser(s.handleHome()))
+	mux.Handle("GET /runs", s.ui(s.handleRunsPage()))
+	mux.Handle("GET /runs/new", s.ui(s.handleSubmitPage()))
+	mux.Handle("POST /runs/new", s.ui(s.handleSubmitForm()))
+	mux.Handle("GET /runs/{run_id}", s.ui(s.handleRunPage()))
+	mux.Handle("GET /runs/{run_id}/cancel", s.ui(s.handleCancelConfirm()))
+	mux.Handle("POST /runs/{run_id}/cancel", s.ui(s.handleCancelForm()))
+	mux.Handle("GET /admin", s.ui(s.handleDashboard()))
 	mux.Handle("GET /static/", s.handleStatic())
-	mux.Handle("/", s.handleNotFoundPage())
+	mux.Handle("/", s.optionalUser(s.handleNotFoundPage()))
 
 	return s.recoverPanics(securityHeaders(s.crossSiteProtection(handler)))
 }

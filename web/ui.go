@@ -2,13 +2,14 @@ package web
 
 import (
 	"bytes"
-	"context"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 
 	"github.com/a-h/templ"
 
+	"github.com/wesgate/wesgate/auth"
 	"github.com/wesgate/wesgate/views"
 )
 
@@ -30,16 +31,25 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c te
 }
 
 // page returns the frame of a page.
-func (s *Server) page(ctx context.Context, title string) views.Page {
-	p := views.Page{Title: title, CSS: s.assets.URL("app.css")}
-	if u, ok := userFrom(ctx); ok {
-		p.User = u.Display
+func (s *Server) page(r *http.Request, title string) views.Page {
+	_, browser := s.auth.(auth.Browser)
+	p := views.Page{Title: title, CSS: s.assets.URL("app.css"), JS: s.assets.URL("app.js"),
+		Browser: browser, Path: url.QueryEscape(r.URL.RequestURI())}
+	if u, ok := userFrom(r.Context()); ok {
+		p.User, p.Admin = u.Display, u.Admin
+		if p.User == "" {
+			p.User = u.Username
+		}
 	}
 	return p
 }
 
 func (s *Server) handleHome() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := userFrom(r.Context()); ok {
+			http.Redirect(w, r, "/runs", http.StatusFound)
+			return
+		}
 		v := views.HomeView{APIBase: s.baseURL(r) + apiBase}
 		for _, e := range s.runs.Engines() {
 			var types []string
@@ -49,7 +59,7 @@ func (s *Server) handleHome() http.Handler {
 			sort.Strings(types)
 			v.Engines = append(v.Engines, views.EngineView{Name: e.Name, Version: e.Version, Types: strings.Join(types, "; ")})
 		}
-		s.render(w, r, http.StatusOK, views.Home(s.page(r.Context(), "Start"), v))
+		s.render(w, r, http.StatusOK, views.Home(s.page(r, "Start"), v))
 	})
 }
 
@@ -68,19 +78,19 @@ func (s *Server) handleAuthInstructions() http.Handler {
 			"curl " + strings.TrimSuffix(auth, " \\\n") + " " + base + "/runs/RUN_ID/status\n"
 		example = strings.ReplaceAll(example, "curl  ", "curl ")
 		v := views.InstructionsView{APIBase: base, Mode: s.auth.Mode(), Example: example}
-		s.render(w, r, http.StatusOK, views.Instructions(s.page(r.Context(), "API access"), v))
+		s.render(w, r, http.StatusOK, views.Instructions(s.page(r, "API access"), v))
 	})
 }
 
 // problemPage renders a page that explains a problem, without internals.
 func (s *Server) problemPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	s.render(w, r, status, views.Problem(s.page(r.Context(), http.StatusText(status)), http.StatusText(status), msg))
+	s.render(w, r, status, views.Problem(s.page(r, http.StatusText(status)), http.StatusText(status), msg))
 }
 
 func (s *Server) handleStatic() http.Handler { return s.assets }
 
 func (s *Server) handleNotFoundPage() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.render(w, r, http.StatusNotFound, views.NotFound(s.page(r.Context(), "Not found"), "There is no page at this address."))
+		s.render(w, r, http.StatusNotFound, views.NotFound(s.page(r, "Not found"), "There is no page at this address."))
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wesgate/wesgate/scheduler"
@@ -28,6 +29,9 @@ func (s *Service) Wake() {
 // Run submits queued runs and follows active ones until ctx is done. Each
 // tick asks the scheduler once per cluster user for all of that user's jobs.
 func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { s.sample(ctx, s.cfg.SampleInterval) })
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
 	for {
@@ -82,6 +86,9 @@ func (s *Service) Tick(ctx context.Context) {
 			ids[i] = r.JobID
 		}
 		statuses, err := s.sched.Status(ctx, user, ids)
+		if ctx.Err() == nil {
+			s.notePoll(user, err)
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("monitor: job status", "account", user, "jobs", len(ids), "err", err)

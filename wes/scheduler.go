@@ -37,6 +37,12 @@ type Scheduler interface {
 	Cancel(ctx context.Context, user, jobID string) error
 	// Open opens a file of a run directory on the execution side for reading.
 	Open(ctx context.Context, user, path string) (io.ReadSeekCloser, error)
+	// Queue pictures the whole cluster's queue and nodes (cached briefly).
+	Queue(ctx context.Context) (scheduler.Queue, error)
+	// Partitions lists the cluster's partitions (nil when it has none).
+	Partitions(ctx context.Context) ([]string, error)
+	// Health reports the executor's connections to the cluster.
+	Health() []scheduler.Health
 	// Collect copies what a finished run left (logs, records, outputs) from
 	// its run directory into localDir. Executors that run in localDir do nothing.
 	Collect(ctx context.Context, user, runDir, localDir string) error

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wesgate/wesgate/scheduler"
 )
 
 // Info is the operator-provided part of service-info.
@@ -54,7 +56,10 @@ type Config struct {
 	DoomedGrace     time.Duration
 	DefaultPageSize int
 	MaxPageSize     int
-	Now             func() time.Time
+	// SampleInterval is how often the queue is sampled for the dashboard's
+	// chart (default 5 minutes).
+	SampleInterval time.Duration
+	Now            func() time.Time
 }
 
 // Service is the WES service: every rule of the API lives here, and both the
@@ -67,8 +72,9 @@ type Service struct {
 	tokens pageTokens
 	wake   chan struct{}
 
-	mu         sync.Mutex      // guards waitLogged
-	waitLogged map[string]bool // runs whose "waiting to submit" line is written
+	mu         sync.Mutex            // guards waitLogged and polls
+	waitLogged map[string]bool       // runs whose "waiting to submit" line is written
+	polls      map[string]PollStatus // account -> how its polls went
 }
 
 // NewService returns a Service. It makes the data directory and removes the
@@ -99,6 +105,9 @@ func NewService(ctx context.Context, cfg Config, store Store, sched Scheduler, l
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.SampleInterval <= 0 {
+		cfg.SampleInterval = 5 * time.Minute
+	}
 	if cfg.DoomedGrace <= 0 {
 		cfg.DoomedGrace = time.Minute
 	}
@@ -112,7 +121,7 @@ func NewService(ctx context.Context, cfg Config, store Store, sched Scheduler, l
 		return nil, fmt.Errorf("page token key: %w", err)
 	}
 	s := &Service{cfg: cfg, store: store, sched: sched, log: log, tokens: pageTokens{key: key},
-		wake: make(chan struct{}, 1), waitLogged: map[string]bool{}}
+		wake: make(chan struct{}, 1), waitLogged: map[string]bool{}, polls: map[string]PollStatus{}}
 	if err := s.cleanData(ctx); err != nil {
 		return nil, err
 	}
@@ -153,6 +162,12 @@ func (s *Service) cleanData(ctx context.Context) error {
 
 // Engines returns the engines the service offers.
 func (s *Service) Engines() []Engine { return s.cfg.Engines }
+
+// Options lists the scheduler's options a run may set.
+func (s *Service) Options() []scheduler.Option { return s.sched.Options() }
+
+// Partitions lists the cluster's partitions, for the submit form.
+func (s *Service) Partitions(ctx context.Context) ([]string, error) { return s.sched.Partitions(ctx) }
 
 // Limits returns the request limits.
 func (s *Service) Limits() Limits { return s.cfg.Limits }

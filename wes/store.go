@@ -55,6 +55,20 @@ type Task struct {
 	SystemLogs []string
 }
 
+// Sample is the cluster queue at one moment.
+type Sample struct {
+	At      time.Time
+	Pending int
+	Running int
+}
+
+// UserCount is one cluster user's runs by state.
+type UserCount struct {
+	Username string
+	States   map[State]int64
+	Total    int64
+}
+
 // ListQuery selects a page of runs.
 type ListQuery struct {
 	Owner    string  // "" for every owner (admins)
@@ -94,6 +108,11 @@ type Store interface {
 	ListTasks(ctx context.Context, runID, owner string, after, limit int) ([]Task, error)
 	// GetTask returns one task; ErrNotFound when the run or task is missing.
 	GetTask(ctx context.Context, runID, owner, taskID string) (*Task, error)
+	// AddSample records a queue sample; Samples returns those since a moment.
+	AddSample(ctx context.Context, s Sample) error
+	Samples(ctx context.Context, since time.Time) ([]Sample, error)
+	// CountByUser counts each cluster user's runs by state.
+	CountByUser(ctx context.Context) ([]UserCount, error)
 	// Secret returns a random key of 32 bytes kept under name, made on first use.
 	Secret(ctx context.Context, name string) ([]byte, error)
 }

@@ -363,3 +363,34 @@ func killOrphans(names map[string]bool) error {
 	}
 	return nil
 }
+
+// Queue pictures the local executor's jobs as one partition, "local".
+func (e *Executor) Queue(context.Context) (scheduler.Queue, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	counts := map[string]int{}
+	for _, jb := range e.jobs {
+		if !terminal(jb.state) {
+			counts[jb.state]++
+		}
+	}
+	q := scheduler.Queue{At: time.Now(), Nodes: []scheduler.NodeState{{Name: e.host, State: "idle", Partitions: "local"}}}
+	if e.running > 0 {
+		q.Nodes[0].State = "allocated"
+		if e.running < e.maxJobs {
+			q.Nodes[0].State = "mixed"
+		}
+	}
+	for _, st := range []string{scheduler.StatePending, scheduler.StateRunning} {
+		if counts[st] > 0 {
+			q.Counts = append(q.Counts, scheduler.QueueCount{Partition: "local", State: st, Count: counts[st]})
+		}
+	}
+	return q, nil
+}
+
+// Health is empty: the local executor has no connections.
+func (e *Executor) Health() []scheduler.Health { return nil }
+
+// Partitions is empty: the local executor has no partitions.
+func (e *Executor) Partitions(context.Context) ([]string, error) { return nil, nil }

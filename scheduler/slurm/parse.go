@@ -60,6 +60,11 @@ func parseSqueue(out []byte) (map[string]scheduler.JobStatus, error) {
 		if err != nil {
 			return nil, fmt.Errorf("squeue: %w", err)
 		}
+		if f[1] == scheduler.StatePending {
+			// %S of a pending job is Slurm's forecast (a --begin time, a
+			// backfill estimate), not a start.
+			start = time.Time{}
+		}
 		reason := f[2]
 		if reason == "None" {
 			reason = ""

@@ -58,6 +58,9 @@ type Executor struct {
 	partCache []string
 	partAt    time.Time
 	cancels   map[string]time.Time // job id -> when SIGTERM was sent
+
+	queueMu sync.Mutex // guards queue, and serializes its refresh
+	queue   scheduler.Queue
 }
 
 // New returns an Executor over pool.
@@ -83,8 +86,11 @@ func New(cfg Config, pool *Pool, log *slog.Logger) (*Executor, error) {
 // Name is "slurm".
 func (e *Executor) Name() string { return "slurm" }
 
-// Pool returns the SSH connections, for health reports.
+// Pool returns the SSH connections.
 func (e *Executor) Pool() *Pool { return e.pool }
+
+// Health reports the SSH connection of every account in use.
+func (e *Executor) Health() []scheduler.Health { return e.pool.Health() }
 
 // Account is the cluster account whose jobs carry user's runs.
 func (e *Executor) Account(user string) string {

@@ -14,6 +14,8 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/wesgate/wesgate/scheduler"
 )
 
 // Credentials are how one cluster account logs in.
@@ -89,15 +91,6 @@ type conn struct {
 	lastOK    time.Time
 }
 
-// Health is the state of one account's connection, for admins.
-type Health struct {
-	Account   string
-	Connected bool
-	LastOK    time.Time
-	LastError string
-	HostKey   bool // the last error was a host key mismatch
-}
-
 // NewPool returns a Pool. It reads known_hosts at once, so a missing file
 // fails at start.
 func NewPool(cfg SSHConfig, log *slog.Logger) (*Pool, error) {
@@ -143,13 +136,13 @@ func (p *Pool) conn(account string) *conn {
 }
 
 // Health reports every account's connection.
-func (p *Pool) Health() []Health {
+func (p *Pool) Health() []scheduler.Health {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []Health
+	var out []scheduler.Health
 	for acct, c := range p.conns {
 		c.mu.Lock()
-		h := Health{Account: acct, Connected: c.client != nil, LastOK: c.lastOK}
+		h := scheduler.Health{Account: acct, Connected: c.client != nil, LastOK: c.lastOK}
 		if c.lastErr != nil {
 			h.LastError = c.lastErr.Error()
 			var hk *HostKeyError

@@ -52,9 +52,8 @@ sleep 1
 scancel \$run \$pend
 for i in \$(seq 100); do [ -z \"\$(squeue -h -j \$ok,\$fail,\$kill,\$steps,\$run,\$pend -t PD,R,CG -o %i)\" ] && break; sleep 0.2; done
 sleep 6
-$SACCT -j \$ok > /dev/stderr
 echo \"\$ok \$fail \$kill \$steps \$run \$pend\"
-" 2>/dev/null > ids.tmp
+" > ids.tmp
 read -r ok fail kill steps run pend < ids.tmp
 rm ids.tmp
 remote "$SACCT -j $ok" > sacct_completed.txt

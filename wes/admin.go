@@ -1,0 +1,108 @@
+package wes
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/wesgate/wesgate/scheduler"
+)
+
+// PollStatus is how the monitor's last polls of one account went.
+type PollStatus struct {
+	Account string
+	LastOK  time.Time
+	LastErr time.Time
+	Err     string // what went wrong last, for admins
+}
+
+// Dashboard is what admins see about the whole service.
+type Dashboard struct {
+	Queue       scheduler.Queue
+	QueueErr    string
+	Counts      map[State]int64
+	Users       []UserCount
+	Failures    []*Run
+	Connections []scheduler.Health
+	Polls       []PollStatus
+	Samples     []Sample
+	Scheduler   string
+}
+
+// Dashboard gathers the admin dashboard. Only admins may see it.
+func (s *Service) Dashboard(ctx context.Context, u User) (*Dashboard, error) {
+	if !u.Admin {
+		return nil, fmt.Errorf("%w: the dashboard is for administrators", ErrForbidden)
+	}
+	d := &Dashboard{Scheduler: s.sched.Name(), Connections: s.sched.Health(), Polls: s.pollStatus()}
+	q, err := s.sched.Queue(ctx)
+	if err != nil {
+		s.log.Warn("dashboard: queue", "err", err)
+		d.QueueErr = "the cluster's queue could not be read just now"
+	}
+	d.Queue = q
+	if d.Counts, err = s.store.CountStates(ctx, ""); err != nil {
+		return nil, err
+	}
+	if d.Users, err = s.store.CountByUser(ctx); err != nil {
+		return nil, err
+	}
+	failed, err := s.store.ListRuns(ctx, ListQuery{States: []State{ExecutorError, SystemError}, Limit: 10})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range failed {
+		full, err := s.store.GetRun(ctx, r.ID, "")
+		if err != nil {
+			return nil, err
+		}
+		d.Failures = append(d.Failures, full)
+	}
+	if d.Samples, err = s.store.Samples(ctx, s.cfg.Now().Add(-24*time.Hour)); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// notePoll records the outcome of polling one account.
+func (s *Service) notePoll(account string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.polls[account]
+	p.Account = account
+	if err != nil {
+		p.LastErr, p.Err = time.Now(), err.Error()
+	} else {
+		p.LastOK = time.Now()
+	}
+	s.polls[account] = p
+}
+
+func (s *Service) pollStatus() []PollStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]PollStatus, 0, len(s.polls))
+	for _, p := range s.polls {
+		out = append(out, p)
+	}
+	return out
+}
+
+// sample stores a queue sample every interval until ctx ends.
+func (s *Service) sample(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if q, err := s.sched.Queue(ctx); err == nil {
+			err := s.store.AddSample(ctx, Sample{At: s.cfg.Now().UTC().Truncate(time.Second), Pending: q.Pending(), Running: q.Running()})
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("queue sample", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -42,6 +42,10 @@ type OIDCConfig struct {
 	PublicURL string
 	// Users overrides the username claim (nil: none).
 	Users UserMap
+	// KeysMaxAge is how long the provider's signing keys are trusted before
+	// they are fetched again (default an hour), so that a key the provider
+	// withdrew stops working.
+	KeysMaxAge time.Duration
 }
 
 // OIDC authenticates WES clients by bearer token and people by a browser
@@ -80,19 +84,31 @@ func NewOIDC(ctx context.Context, cfg OIDCConfig, sessions *scs.SessionManager, 
 	if len(cfg.Audiences) == 0 {
 		cfg.Audiences = []string{cfg.ClientID}
 	}
+	if cfg.KeysMaxAge <= 0 {
+		cfg.KeysMaxAge = time.Hour
+	}
 	provider, err := oidc.NewProvider(ctx, cfg.Issuer)
 	if err != nil {
 		return nil, fmt.Errorf("oidc: discovery at %s: %w", cfg.Issuer, err)
 	}
 	var extra struct {
-		EndSession string `json:"end_session_endpoint"`
+		EndSession string   `json:"end_session_endpoint"`
+		JWKS       string   `json:"jwks_uri"`
+		Algs       []string `json:"id_token_signing_alg_values_supported"`
 	}
-	provider.Claims(&extra)
+	if err := provider.Claims(&extra); err != nil {
+		return nil, fmt.Errorf("oidc: discovery at %s: %w", cfg.Issuer, err)
+	}
+	if extra.JWKS == "" {
+		return nil, fmt.Errorf("oidc: discovery at %s: no jwks_uri", cfg.Issuer)
+	}
+	keys := &keySet{ctx: context.WithoutCancel(ctx), url: extra.JWKS, maxAge: cfg.KeysMaxAge}
+	algs := signingAlgs(extra.Algs)
 	o := &OIDC{
 		cfg:      cfg,
 		provider: provider,
-		bearer:   provider.Verifier(&oidc.Config{SkipClientIDCheck: true}),
-		idTokens: provider.Verifier(&oidc.Config{ClientID: cfg.ClientID}),
+		bearer:   oidc.NewVerifier(cfg.Issuer, keys, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs}),
+		idTokens: oidc.NewVerifier(cfg.Issuer, keys, &oidc.Config{ClientID: cfg.ClientID, SupportedSigningAlgs: algs}),
 		oauth: oauth2.Config{
 			ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, Endpoint: provider.Endpoint(),
 			RedirectURL: strings.TrimRight(cfg.PublicURL, "/") + "/auth/callback",
@@ -104,6 +120,48 @@ func NewOIDC(ctx context.Context, cfg OIDCConfig, sessions *scs.SessionManager, 
 		cache:      map[[32]byte]cachedUser{},
 	}
 	return o, nil
+}
+
+// keySet is the provider's signing keys: go-oidc's RemoteKeySet, made anew
+// once it is older than maxAge. RemoteKeySet fetches the keys again only for
+// a token with an unknown key id, so on its own it would trust a key the
+// provider withdrew for as long as wesgate runs.
+type keySet struct {
+	ctx    context.Context // for the HTTP client; never cancelled
+	url    string
+	maxAge time.Duration
+
+	mu    sync.Mutex // guards keys, since
+	keys  *oidc.RemoteKeySet
+	since time.Time
+}
+
+// VerifySignature implements oidc.KeySet.
+func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
+	k.mu.Lock()
+	if k.keys == nil || time.Since(k.since) > k.maxAge {
+		k.keys, k.since = oidc.NewRemoteKeySet(k.ctx, k.url), time.Now()
+	}
+	keys := k.keys
+	k.mu.Unlock()
+	return keys.VerifySignature(ctx, jwt)
+}
+
+// signingAlgs keeps the asymmetric algorithms of those the provider
+// advertises (RS256 when it names none): never "none", never HMAC.
+func signingAlgs(advertised []string) []string {
+	var algs []string
+	for _, a := range advertised {
+		switch a {
+		case oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512,
+			oidc.PS256, oidc.PS384, oidc.PS512, oidc.EdDSA:
+			algs = append(algs, a)
+		}
+	}
+	if len(algs) == 0 {
+		algs = []string{oidc.RS256}
+	}
+	return algs
 }
 
 // Mode is "oidc".

@@ -304,7 +304,13 @@ func TestOIDCKeyRotation(t *testing.T) {
 	t.Parallel()
 	oldKey, newKey := newFakeKey(t, "2024"), newFakeKey(t, "2025")
 	idp := newFakeIdP(t, oldKey)
-	o := newTestOIDC(t, idp.srv.URL, nil)
+	// Keys are trusted for a nanosecond: each token sees the current JWKS.
+	o := newTestOIDC(t, idp.srv.URL, func(c *auth.OIDCConfig) { c.KeysMaxAge = time.Nanosecond })
+	// With the default (an hour), a new key is picked up by its key id.
+	lasting := newTestOIDC(t, idp.srv.URL, nil)
+	if _, err := authenticate(lasting, "Bearer "+signJWT(t, oldKey, idp.claims(nil))); err != nil {
+		t.Fatalf("token of the current key: %v", err)
+	}
 	if _, err := authenticate(o, "Bearer "+signJWT(t, oldKey, idp.claims(nil))); err != nil {
 		t.Fatalf("token of the current key: %v", err)
 	}
@@ -318,6 +324,9 @@ func TestOIDCKeyRotation(t *testing.T) {
 	}
 	if u.Username != "bob" {
 		t.Errorf("user = %+v", u)
+	}
+	if _, err := authenticate(lasting, "Bearer "+signJWT(t, newKey, idp.claims(map[string]any{"jti": "lasting"}))); err != nil {
+		t.Errorf("token of the newly published key, keys cached: %v", err)
 	}
 	idp.publish(newKey)
 	// A fresh token (not in the cache) of the withdrawn key.
@@ -496,7 +505,7 @@ func TestOIDCUserinfoMockOIDC(t *testing.T) {
 	}
 	// A token mockoidc signed itself, with the claims in it, needs no userinfo.
 	signed, err := m.Keypair.SignJWT(jwt.MapClaims{"iss": m.Issuer(), "aud": m.ClientID, "sub": "u-2",
-		"exp": time.Now().Add(time.Hour).Unix(), "preferred_username": "dave"})
+		"exp": time.Now().Add(time.Hour).Unix(), "preferred_username": "dave", "groups": []string{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ func (s *Server) api(next http.Handler) http.Handler {
 			s.apiError(w, r, wes.ErrUnauthorized)
 			return
 		}
+		noteUser(r.Context(), u.Owner)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
 	})
 }

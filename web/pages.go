@@ -34,6 +34,7 @@ func (s *Server) ui(next http.Handler) http.Handler {
 			s.problemPage(w, r, http.StatusUnauthorized, "Please log in first.")
 			return
 		}
+		noteUser(r.Context(), u.Owner)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
 	})
 }

@@ -39,6 +39,13 @@ func (s *Server) routes() http.Handler {
 		handler = b.Middleware(mux)
 	}
 
+	// Operations.
+	mux.Handle("GET /healthz", s.handleHealthz())
+	mux.Handle("GET /readyz", s.handleReadyz())
+	if s.cfg.Metrics != nil {
+		mux.Handle("GET /metrics", s.handleMetrics())
+	}
+
 	// Pages, over the same service with the same rules.
 	mux.Handle("GET /auth/instructions", s.optionalUser(s.handleAuthInstructions()))
 	mux.Handle("GET /{$}", s.optionalUser(s.handleHome()))
@@ -52,5 +59,5 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /static/", s.handleStatic())
 	mux.Handle("/", s.optionalUser(s.handleNotFoundPage()))
 
-	return s.recoverPanics(securityHeaders(s.crossSiteProtection(handler)))
+	return s.observe(mux, s.recoverPanics(securityHeaders(s.crossSiteProtection(handler))))
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wesgate/wesgate/auth"
 	"github.com/wesgate/wesgate/static"
 	"github.com/wesgate/wesgate/wes"
@@ -21,15 +23,22 @@ type Config struct {
 	PublicURL string
 	// MaxRequestBytes bounds a request body; larger ones get 413.
 	MaxRequestBytes int64
+	// Registry registers the HTTP metrics (nil: none); Metrics serves all
+	// of wesgate's metrics at /metrics (nil: not served).
+	Registry prometheus.Registerer
+	Metrics  http.Handler
+	// MetricsAccess is MetricsLoopback (default), MetricsAdmins or MetricsAnonymous.
+	MetricsAccess string
 }
 
 // Server holds the dependencies of the handlers.
 type Server struct {
-	cfg    Config
-	runs   *wes.Service
-	auth   auth.Authenticator
-	assets *static.Assets
-	log    *slog.Logger
+	cfg     Config
+	runs    *wes.Service
+	auth    auth.Authenticator
+	assets  *static.Assets
+	metrics *httpMetrics
+	log     *slog.Logger
 }
 
 // NewServer returns the whole HTTP handler.
@@ -37,7 +46,8 @@ func NewServer(cfg Config, runs *wes.Service, authn auth.Authenticator, log *slo
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = 256 << 20
 	}
-	s := &Server{cfg: cfg, runs: runs, auth: authn, assets: static.New("/static/"), log: log}
+	s := &Server{cfg: cfg, runs: runs, auth: authn, assets: static.New("/static/"),
+		metrics: newHTTPMetrics(cfg.Registry), log: log}
 	return s.routes()
 }
 

@@ -125,7 +125,7 @@ func labRun(t testing.TB, lab *labEnv, cmd string) (string, error) {
 	sess.Stdout, sess.Stderr = &stdout, &stderr
 	timer := time.AfterFunc(60*time.Second, func() { cl.Close() })
 	defer timer.Stop()
-	err = sess.Run("TZ=UTC SLURM_TIME_FORMAT=%Y-%m-%dT%H:%M:%S " + cmd)
+	err = sess.Run("export TZ=UTC SLURM_TIME_FORMAT=%Y-%m-%dT%H:%M:%S; " + cmd)
 	if err != nil {
 		return stdout.String(), fmt.Errorf("%s: %w: %s", cmd, err, strings.TrimSpace(stderr.String()))
 	}
@@ -207,7 +207,7 @@ func labOneJob(t testing.TB, env *testEnv, lab *labEnv, runID string) labJob {
 func labQueued(t testing.TB, lab *labEnv) map[string]string {
 	t.Helper()
 	jobs := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(labMust(t, lab, "squeue --me --noheader --format=%i|%T")), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(labMust(t, lab, "squeue --me --noheader '--format=%i|%T'")), "\n") {
 		if id, state, ok := strings.Cut(line, "|"); ok {
 			jobs[id] = state
 		}
@@ -289,7 +289,9 @@ func slurmTime(s string) string { return s + "Z" }
 // slurmHeldRun creates a run and holds its Slurm job before it starts, as
 // the service account. A job starts about half a second after sbatch, so a
 // loop on the login node waits for the job to appear by name and holds it
-// at once; the run is tried again (at most three times) when the job wins.
+// at once. scontrol hold also "succeeds" on a running job (which goes on
+// running), so the job must still be pending after it; when the job won,
+// the run is cancelled and tried again (at most three times).
 func slurmHeldRun(t *testing.T, c *http.Client, env *testEnv, lab *labEnv, parts []e2ePart) (runID, jobID string) {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
@@ -297,7 +299,10 @@ func slurmHeldRun(t *testing.T, c *http.Client, env *testEnv, lab *labEnv, parts
 		name := wes.JobName(id)
 		out, err := labRun(t, lab, fmt.Sprintf(`for i in $(seq 400); do
   j=$(squeue --me --noheader --name=%s --format=%%i)
-  if [ -n "$j" ]; then scontrol hold "$j" && echo "$j"; exit; fi
+  if [ -n "$j" ]; then
+    scontrol hold "$j" && [ "$(squeue --noheader --jobs="$j" --format=%%T)" = PENDING ] && echo "$j" && exit
+    echo "job $j started before it was held" >&2; exit 4
+  fi
   sleep 0.05
 done
 echo "no job named %s appeared" >&2; exit 3`, name, name))

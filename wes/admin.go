@@ -3,6 +3,7 @@ package wes
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/wesgate/wesgate/scheduler"
@@ -78,6 +79,17 @@ func (s *Service) notePoll(account string, err error) {
 	s.polls[account] = p
 }
 
+// keepPolls forgets the poll records of accounts that have no active run.
+func (s *Service) keepPolls(accounts []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for a := range s.polls {
+		if !slices.Contains(accounts, a) {
+			delete(s.polls, a)
+		}
+	}
+}
+
 func (s *Service) pollStatus() []PollStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -105,4 +117,29 @@ func (s *Service) sample(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// Pinger checks that a store answers.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Ready lists what keeps the service from working: a store that does not
+// answer, or a cluster account not polled successfully within three poll
+// intervals (at least a minute). Empty means ready.
+func (s *Service) Ready(ctx context.Context) []string {
+	var problems []string
+	if p, ok := s.store.(Pinger); ok {
+		if err := p.Ping(ctx); err != nil {
+			s.log.Warn("readyz: database", "err", err)
+			problems = append(problems, "the database does not answer")
+		}
+	}
+	limit := max(3*s.cfg.PollInterval, time.Minute)
+	for _, p := range s.pollStatus() {
+		if time.Since(p.LastOK) > limit {
+			problems = append(problems, fmt.Sprintf("account %s has not been polled successfully for over %s", p.Account, limit))
+		}
+	}
+	return problems
 }

@@ -56,7 +56,9 @@ func (s *Service) Tick(ctx context.Context) {
 		return
 	}
 	defer func() {
-		s.log.Debug("monitor: tick", "active", len(runs), "took", time.Since(start).Round(time.Microsecond))
+		took := time.Since(start)
+		s.metrics.pollDuration.Observe(took.Seconds())
+		s.log.Debug("monitor: tick", "active", len(runs), "took", took.Round(time.Microsecond))
 	}()
 	byUser := map[string][]*Run{}
 	var users []string
@@ -79,6 +81,7 @@ func (s *Service) Tick(ctx context.Context) {
 		}
 		byUser[acct] = append(byUser[acct], r)
 	}
+	s.keepPolls(users)
 	for _, user := range users {
 		rs := byUser[user]
 		ids := make([]string, len(rs))
@@ -141,10 +144,12 @@ func (s *Service) submit(ctx context.Context, r *Run) {
 		}
 		var rej *scheduler.RejectedError
 		if errors.As(err, &rej) {
+			s.metrics.submissions.WithLabelValues("rejected").Inc()
 			s.log.Warn("monitor: job rejected", "run", r.ID, "err", err)
 			fail("the batch system rejected the job: " + rej.Msg)
 			return
 		}
+		s.metrics.submissions.WithLabelValues("retry").Inc()
 		s.log.Warn("monitor: submit failed; will retry", "run", r.ID, "err", err)
 		s.mu.Lock()
 		first := !s.waitLogged[r.ID]
@@ -174,6 +179,7 @@ func (s *Service) submit(ctx context.Context, r *Run) {
 		s.log.Error("monitor: record job id", "run", r.ID, "job", jobID, "err", err)
 		return
 	}
+	s.metrics.submissions.WithLabelValues("submitted").Inc()
 	s.log.Info("run submitted", "run", r.ID, "job", jobID, "account", acct, "took", time.Since(start).Round(time.Millisecond))
 }
 

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wesgate/wesgate/scheduler"
 )
 
@@ -59,18 +61,21 @@ type Config struct {
 	// SampleInterval is how often the queue is sampled for the dashboard's
 	// chart (default 5 minutes).
 	SampleInterval time.Duration
-	Now            func() time.Time
+	// Metrics registers the service's Prometheus metrics (nil: none).
+	Metrics prometheus.Registerer
+	Now     func() time.Time
 }
 
 // Service is the WES service: every rule of the API lives here, and both the
 // JSON API and the web UI call it.
 type Service struct {
-	cfg    Config
-	store  Store
-	sched  Scheduler
-	log    *slog.Logger
-	tokens pageTokens
-	wake   chan struct{}
+	cfg     Config
+	store   Store
+	sched   Scheduler
+	log     *slog.Logger
+	tokens  pageTokens
+	wake    chan struct{}
+	metrics *metrics
 
 	mu         sync.Mutex            // guards waitLogged and polls
 	waitLogged map[string]bool       // runs whose "waiting to submit" line is written
@@ -122,6 +127,7 @@ func NewService(ctx context.Context, cfg Config, store Store, sched Scheduler, l
 	}
 	s := &Service{cfg: cfg, store: store, sched: sched, log: log, tokens: pageTokens{key: key},
 		wake: make(chan struct{}, 1), waitLogged: map[string]bool{}, polls: map[string]PollStatus{}}
+	s.metrics = newMetrics(cfg.Metrics, s)
 	if err := s.cleanData(ctx); err != nil {
 		return nil, err
 	}

@@ -70,6 +70,10 @@ type config struct {
 		CancelGrace duration `toml:"cancel_grace"`
 	} `toml:"executor"`
 
+	Metrics struct {
+		Access string `toml:"access"`
+	} `toml:"metrics"`
+
 	Auth struct {
 		Mode            string   `toml:"mode"`
 		Issuer          string   `toml:"issuer"`
@@ -146,6 +150,7 @@ func defaultConfig() config {
 	c.Executor.Kind = "local"
 	c.Executor.MaxJobs = 2
 	c.Executor.CancelGrace = duration{10 * time.Second}
+	c.Metrics.Access = "loopback"
 	c.Auth.Mode = "local"
 	c.Auth.UsernameClaim = "preferred_username"
 	c.Auth.GroupsClaim = "groups"

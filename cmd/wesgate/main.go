@@ -20,6 +20,9 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/wesgate/wesgate/auth"
@@ -82,7 +85,7 @@ func newAuthenticator(ctx context.Context, cfg config, db *sqlite.DB, log *slog.
 
 // newScheduler builds the configured executor. It returns how long a job may
 // be unknown to it before its run is settled, and a function that stops it.
-func newScheduler(cfg config, dataDir string, wake func(), log *slog.Logger) (wes.Scheduler, time.Duration, func(), error) {
+func newScheduler(cfg config, dataDir string, wake func(), reg prometheus.Registerer, log *slog.Logger) (wes.Scheduler, time.Duration, func(), error) {
 	switch cfg.Executor.Kind {
 	case "local":
 		exec := local.New(local.Config{RunsDir: filepath.Join(dataDir, "runs"), MaxJobs: cfg.Executor.MaxJobs,
@@ -117,14 +120,17 @@ func newScheduler(cfg config, dataDir string, wake func(), log *slog.Logger) (we
 				return ca.Credentials(account)
 			}
 		}
+		metrics := slurm.NewMetrics(reg)
 		pool, err := slurm.NewPool(slurm.SSHConfig{
 			Addr: sc.SSHAddr, KnownHosts: sc.KnownHosts, MaxSessions: sc.MaxSessions, Credentials: creds,
+			Metrics: metrics,
 		}, log.With("component", "ssh"))
 		if err != nil {
 			return nil, 0, nil, err
 		}
 		exec, err := slurm.New(slurm.Config{Cluster: sc.Cluster, Base: sc.RemoteBase, DefaultPartition: sc.DefaultPartition,
-			ServiceAccount: sc.User, PerUser: sc.PerUser, CancelGrace: sc.CancelGrace.Duration, MaxCollectBytes: sc.MaxCollectBytes},
+			ServiceAccount: sc.User, PerUser: sc.PerUser, CancelGrace: sc.CancelGrace.Duration, MaxCollectBytes: sc.MaxCollectBytes,
+			Metrics: metrics},
 			pool, log.With("component", "slurm"))
 		if err != nil {
 			pool.Close()
@@ -256,7 +262,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			svc.Wake()
 		}
 	}
-	sched, goneGrace, closeSched, err := newScheduler(cfg, dataDir, wake, log)
+	switch cfg.Metrics.Access {
+	case web.MetricsLoopback, web.MetricsAdmins, web.MetricsAnonymous, "off":
+	default:
+		return fmt.Errorf("config: [metrics] access must be loopback, admins, anonymous or off")
+	}
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	sched, goneGrace, closeSched, err := newScheduler(cfg, dataDir, wake, registry, log)
 	if err != nil {
 		return err
 	}
@@ -299,6 +312,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		DefaultPageSize: cfg.Runs.DefaultPageSize,
 		MaxPageSize:     cfg.Runs.MaxPageSize,
 		GoneGrace:       goneGrace,
+		Metrics:         registry,
 	}, db, sched, log.With("component", "wes"))
 	if err != nil {
 		return err
@@ -316,8 +330,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	handler := web.NewServer(web.Config{PublicURL: cfg.PublicURL, MaxRequestBytes: cfg.MaxRequestBytes},
-		svc, authn, log.With("component", "web"))
+	webCfg := web.Config{PublicURL: cfg.PublicURL, MaxRequestBytes: cfg.MaxRequestBytes, Registry: registry,
+		MetricsAccess: cfg.Metrics.Access}
+	if cfg.Metrics.Access != "off" {
+		webCfg.Metrics = promhttp.HandlerFor(registry, promhttp.HandlerOpts{})
+	}
+	handler := web.NewServer(webCfg, svc, authn, log.With("component", "web"))
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -46,6 +46,8 @@ type Config struct {
 	MaxCollectBytes int64
 	// Lookback bounds sacct queries (-S now-Lookback).
 	Lookback time.Duration
+	// Metrics counts remote commands (nil: none).
+	Metrics *Metrics
 }
 
 // Executor is the Slurm executor.
@@ -127,14 +129,18 @@ func quote(s string) string {
 func (e *Executor) run(ctx context.Context, account, kind, prog string, args ...string) ([]byte, error) {
 	start := time.Now()
 	out, err := e.pool.Run(ctx, account, command(prog, args...), nil)
-	attrs := []any{"kind", kind, "account", account, "took", time.Since(start).Round(time.Millisecond)}
+	took := time.Since(start)
+	attrs := []any{"kind", kind, "account", account, "took", took.Round(time.Millisecond)}
 	var ee *ExitError
 	switch {
 	case errors.As(err, &ee):
+		e.cfg.Metrics.command(kind, "exit", took.Seconds())
 		e.log.Info("slurm: command failed", append(attrs, "exit", ee.Status, "stderr", firstLine(ee.Stderr))...)
 	case err != nil:
+		e.cfg.Metrics.command(kind, "error", took.Seconds())
 		e.log.Warn("slurm: command not run", append(attrs, "err", err)...)
 	default:
+		e.cfg.Metrics.command(kind, "ok", took.Seconds())
 		e.log.Debug("slurm: command", attrs...)
 	}
 	return out, err
@@ -164,9 +170,11 @@ func (e *Executor) Submit(ctx context.Context, job scheduler.Job, localDir strin
 	}
 	start := time.Now()
 	if err := e.stage(fsys, job, localDir); err != nil {
+		e.cfg.Metrics.command("sftp", "error", time.Since(start).Seconds())
 		e.pool.sftpFailed(job.User, err)
 		return "", fmt.Errorf("stage %s: %w", job.Dir, err)
 	}
+	e.cfg.Metrics.command("sftp", "ok", time.Since(start).Seconds())
 	e.log.Debug("slurm: staged", "dir", job.Dir, "took", time.Since(start).Round(time.Millisecond))
 	out, err := e.run(ctx, job.User, "sbatch", "sbatch", "--parsable", script)
 	var ee *ExitError
@@ -385,7 +393,9 @@ func (e *Executor) Open(ctx context.Context, account, name string) (io.ReadSeekC
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	f, err := fsys.Open(name)
+	e.cfg.Metrics.command("sftp", outcome(err), time.Since(start).Seconds())
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fs.ErrNotExist
@@ -399,7 +409,9 @@ func (e *Executor) Open(ctx context.Context, account, name string) (io.ReadSeekC
 // Collect copies the run directory home: logs, the wrapper's records,
 // outputs and anything the engine wrote, up to MaxCollectBytes; files that
 // are already home with the same size (the attachments) are skipped.
-func (e *Executor) Collect(ctx context.Context, account, runDir, localDir string) error {
+func (e *Executor) Collect(ctx context.Context, account, runDir, localDir string) (err error) {
+	start := time.Now()
+	defer func() { e.cfg.Metrics.command("sftp", outcome(err), time.Since(start).Seconds()) }()
 	fsys, err := e.pool.SFTP(ctx, account)
 	if err != nil {
 		return err
@@ -446,6 +458,13 @@ func (e *Executor) Collect(ctx context.Context, account, runDir, localDir string
 		}
 	}
 	return nil
+}
+
+func outcome(err error) string {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "error"
+	}
+	return "ok"
 }
 
 // isRecord reports whether rel may change size-preservingly between

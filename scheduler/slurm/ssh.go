@@ -34,6 +34,8 @@ type SSHConfig struct {
 	// Credentials returns how an account logs in (a service key, or a
 	// short-lived certificate minted for the account).
 	Credentials func(account string) (Credentials, error)
+	// Metrics counts connection events (nil: none).
+	Metrics *Metrics
 }
 
 // HostKeyError means the cluster presented a host key that known_hosts does
@@ -89,6 +91,7 @@ type conn struct {
 	notBefore time.Time // no dial before this, after failures
 	lastErr   error
 	lastOK    time.Time
+	dialled   bool // connected at least once: the next connect is a reconnect
 }
 
 // NewPool returns a Pool. It reads known_hosts at once, so a missing file
@@ -184,6 +187,9 @@ func (p *Pool) client(ctx context.Context, account string) (*conn, *ssh.Client, 
 		var hk *HostKeyError
 		if errors.As(err, &hk) {
 			backoff = time.Minute // a changed host key will not fix itself soon
+			p.cfg.Metrics.ssh("hostkey_error")
+		} else {
+			p.cfg.Metrics.ssh("error")
 		}
 		c.notBefore = time.Now().Add(backoff)
 		c.lastErr = err
@@ -192,6 +198,11 @@ func (p *Pool) client(ctx context.Context, account string) (*conn, *ssh.Client, 
 	}
 	c.failures, c.notBefore, c.client = 0, time.Time{}, cl
 	c.lastOK, c.lastErr = time.Now(), nil
+	if c.dialled {
+		p.cfg.Metrics.ssh("reconnect")
+	}
+	p.cfg.Metrics.ssh("connect")
+	c.dialled = true
 	p.log.Info("ssh: connected", "account", account, "addr", p.cfg.Addr)
 	p.wg.Go(func() { p.keepAlive(c, cl) })
 	return c, cl, nil
@@ -275,6 +286,7 @@ func (p *Pool) forget(c *conn, cl *ssh.Client, cause error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.client == cl {
+		p.cfg.Metrics.ssh("lost")
 		p.log.Warn("ssh: connection lost", "addr", p.cfg.Addr, "err", cause)
 		c.lastErr = cause
 		c.drop()

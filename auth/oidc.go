@@ -343,9 +343,15 @@ func random() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// safeNext keeps a post-login redirect on this site.
+// safeNext keeps a post-login redirect on this site, and out of the login
+// itself: a problem page's "log in" link after a failed callback would
+// otherwise lead back to that spent callback.
 func safeNext(next string) string {
 	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+		return "/"
+	}
+	switch path, _, _ := strings.Cut(next, "?"); path {
+	case "/auth/login", "/auth/callback", "/auth/logout":
 		return "/"
 	}
 	return next

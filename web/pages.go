@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -193,9 +194,11 @@ func (s *Server) handleRunPage() http.Handler {
 	})
 }
 
+// endLabel names the last step of the timeline: "Executor error" for EXECUTOR_ERROR.
 func endLabel(st wes.State) string {
 	if st.Terminal() {
-		return strings.ReplaceAll(strings.ToLower(string(st)), "_", " ")
+		s := strings.ReplaceAll(strings.ToLower(string(st)), "_", " ")
+		return strings.ToUpper(s[:1]) + s[1:]
 	}
 	return "Ended"
 }
@@ -227,8 +230,23 @@ func (s *Server) logView(ctx context.Context, u wes.User, id, stream, api string
 		return lv
 	}
 	b, _ := io.ReadAll(io.LimitReader(f, size-start))
-	lv.Text, lv.Offset, lv.Truncated = string(b), start+int64(len(b)), start > 0
+	lv.Text, lv.Offset, lv.Truncated = stripTerminal(string(b)), start+int64(len(b)), start > 0
 	return lv
+}
+
+// terminalEscape matches the escape sequences that engines write for
+// terminals (cwltool colours its log even into a file): CSI sequences such
+// as "\x1b[1;30m", and the two-byte escapes other than CSI's "\x1b[".
+var terminalEscape = regexp.MustCompile(`\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\\]^_])`)
+
+// stripTerminal removes terminal escape sequences, which a page would show
+// as stray characters. The downloaded log keeps them. static/files/app.js
+// does the same to what it appends.
+func stripTerminal(s string) string {
+	if !strings.Contains(s, "\x1b") {
+		return s
+	}
+	return terminalEscape.ReplaceAllString(s, "")
 }
 
 // outputRows lists the files of an outputs object (CWL File objects, at any

@@ -496,7 +496,9 @@ outputs: []
 }
 
 // TestSlurmHeldJob: a job held in Slurm makes its run PAUSED; released,
-// it runs to COMPLETE.
+// it runs to COMPLETE. Released but due to begin only in an hour, it is
+// QUEUED, and squeue's start column holds that estimate: the run has no
+// start_time until the job really starts, and then Slurm's.
 func TestSlurmHeldJob(t *testing.T) {
 	t.Parallel()
 	lab := requireLab(t)
@@ -508,13 +510,23 @@ func TestSlurmHeldJob(t *testing.T) {
 	if st := labQueued(t, lab)[jobID]; st != "PENDING" {
 		t.Fatalf("the held job %s is %q in squeue, want PENDING", jobID, st)
 	}
-	if rl := slurmGetRun(t, c, env, id); rl.RunLog.StartTime != "" {
-		t.Errorf("a held run has start_time %q, want none", rl.RunLog.StartTime)
+
+	labMust(t, lab, "scontrol update JobId="+jobID+" StartTime=now+3600 && scontrol release "+jobID)
+	slurmWait(t, c, env, id, 30*time.Second, wes.Queued)
+	estimate := strings.TrimSpace(labMust(t, lab, "squeue --noheader --format=%S --jobs="+jobID))
+	time.Sleep(2 * time.Second) // a few ticks of the monitor
+	if rl := slurmGetRun(t, c, env, id); rl.State != wes.Queued || rl.RunLog.StartTime != "" {
+		t.Errorf("a run whose job waits to begin at %s is %s with start_time %q, want QUEUED without one",
+			estimate, rl.State, rl.RunLog.StartTime)
 	}
-	labMust(t, lab, "scontrol release "+jobID)
+
+	labMust(t, lab, "scontrol update JobId="+jobID+" StartTime=now")
 	slurmWait(t, c, env, id, slurmRunDeadline, wes.Complete)
 	slurmCheckEcho(t, c, env, id, "released")
-	labOneJob(t, env, lab, id)
+	job := labOneJob(t, env, lab, id)
+	if rl := slurmGetRun(t, c, env, id); rl.RunLog.StartTime != slurmTime(job.Start) || rl.RunLog.EndTime != slurmTime(job.End) {
+		t.Errorf("start_time %q, end_time %q; want the job's %s and %s", rl.RunLog.StartTime, rl.RunLog.EndTime, job.Start, job.End)
+	}
 }
 
 // TestSlurmCancel cancels a pending (held) run and a running one: each
@@ -585,13 +597,9 @@ func TestSlurmCancel(t *testing.T) {
 
 // TestSlurmPartition: an unknown partition is refused with a 400 that names
 // --partition; a run in the second partition with a time limit runs there
-// with that limit. While it waits for CPUs its run is QUEUED without a
-// start_time (squeue's start column then holds Slurm's estimate), and
-// afterwards start_time is the job's real start.
-//
-// Not parallel: a blocker job takes both of the lab's CPUs for a few
-// seconds so that the run must wait.
+// with that limit.
 func TestSlurmPartition(t *testing.T) {
+	t.Parallel()
 	lab := requireLab(t)
 	requireCWLTool(t)
 	env := newSlurmEnv(t, lab, envOptions{})
@@ -608,39 +616,21 @@ func TestSlurmPartition(t *testing.T) {
 		t.Errorf("unknown partition: %d %s, want 400 naming --partition", status, body)
 	}
 
-	blocker := strings.TrimSpace(labMust(t, lab, "sbatch --parsable --job-name=wesgate-test-blocker --partition="+lab.Partition2+
-		" --cpus-per-task=2 --time=2 --output=/dev/null --wrap='sleep 8'"))
-	t.Cleanup(func() { labRun(t, lab, "scancel "+blocker) })
-	for end := time.Now().Add(60 * time.Second); labQueued(t, lab)[blocker] != "RUNNING"; {
-		if time.Now().After(end) {
-			t.Fatalf("the blocker job %s did not start", blocker)
-		}
-		time.Sleep(slurmPoll)
-	}
-
 	id := e2eSubmit(t, c, env, params(`{"--partition":"`+lab.Partition2+`","--time":"5"}`))
-	jobID := slurmJobID(t, env, id, 30*time.Second)
-	estimated := false
-	for labQueued(t, lab)[jobID] == "PENDING" {
-		out := labMust(t, lab, "squeue --noheader --format=%S --jobs="+jobID)
-		estimated = estimated || (strings.TrimSpace(out) != "N/A" && strings.TrimSpace(out) != "")
-		rl := slurmGetRun(t, c, env, id)
-		if rl.State == wes.Queued && rl.RunLog.StartTime != "" {
-			t.Errorf("the run waits for CPUs (job %s PENDING; squeue start %s) but has start_time %q",
-				jobID, strings.TrimSpace(out), rl.RunLog.StartTime)
-			break
-		}
-		time.Sleep(slurmPoll)
-	}
-	t.Logf("squeue showed an estimated start while the job waited: %v", estimated)
 	slurmWait(t, c, env, id, slurmRunDeadline, wes.Complete)
 	slurmCheckEcho(t, c, env, id, "long")
 	job := labOneJob(t, env, lab, id)
 	if job.Partition != lab.Partition2 || job.Timelimit != "00:05:00" {
 		t.Errorf("sacct: %+v, want partition %s and time limit 00:05:00", job, lab.Partition2)
 	}
-	if rl := slurmGetRun(t, c, env, id); rl.RunLog.StartTime != slurmTime(job.Start) {
-		t.Errorf("start_time %q, want the job's start %s", rl.RunLog.StartTime, job.Start)
+	var rl struct {
+		Request struct {
+			EngineParams map[string]string `json:"workflow_engine_parameters"`
+		} `json:"request"`
+	}
+	e2eGetJSON(t, c, env.API+"/runs/"+id, http.StatusOK, &rl)
+	if rl.Request.EngineParams["--partition"] != lab.Partition2 || rl.Request.EngineParams["--time"] != "5" {
+		t.Errorf("workflow_engine_parameters echoed as %v", rl.Request.EngineParams)
 	}
 }
 

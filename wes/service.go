@@ -943,10 +943,14 @@ func (s *Service) RunLog(r *Run, tasks []Task, baseURL string) RunLog {
 // TaskLog renders a task as a WES TaskLog.
 func (s *Service) TaskLog(r *Run, t Task, baseURL string) TaskLog {
 	api := baseURL + "/ga4gh/wes/v1/runs/" + r.ID
-	return TaskLog{
+	tl := TaskLog{
 		ID: t.ID, Name: t.Name, Cmd: nonNil(t.Cmd), StartTime: FormatTime(t.Start), EndTime: FormatTime(t.End),
-		Stdout: api + "/stdout", Stderr: api + "/stderr", ExitCode: t.ExitCode, SystemLogs: nonNil(t.SystemLogs),
+		Stdout: api + "/stdout", Stderr: api + "/stderr", ExitCode: -1, SystemLogs: nonNil(t.SystemLogs),
 	}
+	if t.ExitCode != nil {
+		tl.ExitCode = *t.ExitCode
+	}
+	return tl
 }
 
 func nonNil(s []string) []string {

@@ -87,16 +87,17 @@ type Log struct {
 	SystemLogs []string `json:"system_logs"`
 }
 
-// TaskLog is the WES TaskLog object: one step of a run.
+// TaskLog is the WES TaskLog object: one step of a run. Like Log, it keeps
+// every field: the times are "" and ExitCode is -1 until they are known.
 type TaskLog struct {
 	ID         string   `json:"id"`
 	Name       string   `json:"name"`
 	Cmd        []string `json:"cmd"`
-	StartTime  string   `json:"start_time,omitempty"`
-	EndTime    string   `json:"end_time,omitempty"`
-	Stdout     string   `json:"stdout,omitempty"`
-	Stderr     string   `json:"stderr,omitempty"`
-	ExitCode   *int     `json:"exit_code,omitempty"`
+	StartTime  string   `json:"start_time"`
+	EndTime    string   `json:"end_time"`
+	Stdout     string   `json:"stdout"`
+	Stderr     string   `json:"stderr"`
+	ExitCode   int      `json:"exit_code"`
 	SystemLogs []string `json:"system_logs"`
 }
 

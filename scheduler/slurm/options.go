@@ -91,7 +91,7 @@ func checkMem(v string) error {
 
 func checkCPUs(v string) error {
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > 4096 {
+	if !digits(v) || err != nil || n < 1 || n > 4096 { // digits: Atoi also takes "+4"
 		return errors.New("must be a whole number from 1 to 4096")
 	}
 	return nil

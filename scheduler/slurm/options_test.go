@@ -282,7 +282,11 @@ func TestLabCheckPartition(t *testing.T) {
 	ex := labExecutor(t, l, labPool(t, l, nil, testLog(t)), testLog(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	parts, err := ex.Partitions(ctx)
+	var parts []string
+	err := retry(t, "sinfo", func(ctx context.Context) (err error) {
+		parts, err = ex.Partitions(ctx)
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,6 +103,11 @@ func parseSacct(out []byte) (map[string]scheduler.JobStatus, error) {
 			return nil, fmt.Errorf("sacct: bad time in %q", line)
 		}
 		jobID, stepID, isStep := strings.Cut(f[0], ".")
+		if !isStep && nodeList(f[7]) == "" {
+			// Never given a node, never started: sacct has the cancel time
+			// as Start of a job cancelled while waiting for its --begin.
+			start = time.Time{}
+		}
 		if !isStep {
 			jobs[jobID] = scheduler.JobStatus{ID: jobID, State: state, CancelledBy: by, ExitCode: code,
 				HasExit: true, Start: start, End: end, Partition: f[6], Node: nodeList(f[7])}

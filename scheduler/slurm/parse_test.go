@@ -92,6 +92,10 @@ var sacctWant = map[string]scheduler.JobStatus{
 	// scancel while held: Start "None", NodeList "None assigned", no steps.
 	"sacct_cancelled_pending.txt": {ID: "31", State: "CANCELLED", CancelledBy: "1001", HasExit: true,
 		End: at("23:23:48"), Partition: "debug"},
+	// scancel while waiting for --begin: sacct has Start = End = the cancel
+	// time, but no node; a job that never had a node never started.
+	"sacct_cancelled_begin.txt": {ID: "143", State: "CANCELLED", CancelledBy: "1001", HasExit: true,
+		End: at("23:36:21"), Partition: "debug"},
 	// Right after the end: the placeholder ("allocation", no partition), but
 	// state, exit code and the batch step are right.
 	"sacct_placeholder.txt": {ID: "25", State: "COMPLETED", HasExit: true,
@@ -121,7 +125,7 @@ func TestParseSacctMany(t *testing.T) {
 	}
 	want := map[string]scheduler.JobStatus{}
 	for file, st := range sacctWant {
-		if file != "sacct_placeholder.txt" {
+		if file != "sacct_placeholder.txt" && file != "sacct_cancelled_begin.txt" {
 			want[st.ID] = st
 		}
 	}
@@ -241,6 +245,28 @@ func TestParseJobID(t *testing.T) {
 	for _, in := range bad {
 		if got, err := parseJobID([]byte(in)); err == nil {
 			t.Errorf("parseJobID(%q) = %q, want an error", in, got)
+		}
+	}
+}
+
+// Slurm 22.05's accounting keeps 7 bits of a batch script's exit status
+// (slurmctld logs "WEXITSTATUS 137", sacct says 9:0; scontrol show job says
+// 137:0). The parser cannot undo that; this records what it gets: a job can
+// be FAILED with exit code 0 (exit 128). The wrapper's rc file is the record
+// to trust for codes above 127.
+func TestParseSacctExitAbove127(t *testing.T) {
+	got, err := parseSacct(readTestdata(t, "sacct_over128.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exits := map[string]int{"116": 127, "117": 128, "118": 129, "119": 137, "120": 143, "121": 200, "122": 255}
+	if len(got) != len(exits) {
+		t.Fatalf("%d jobs, want %d", len(got), len(exits))
+	}
+	for id, exit := range exits {
+		st := got[id]
+		if st.State != scheduler.StateFailed || st.ExitCode != exit&127 || len(st.Steps) != 1 || st.Steps[0].ExitCode != exit&127 {
+			t.Errorf("job %s (exit %d): %+v, want FAILED with code %d as sacct printed it", id, exit, st, exit&127)
 		}
 	}
 }

@@ -179,6 +179,11 @@ func (e *Executor) Submit(ctx context.Context, job scheduler.Job, localDir strin
 	out, err := e.run(ctx, job.User, "sbatch", "sbatch", "--parsable", script)
 	var ee *ExitError
 	if errors.As(err, &ee) {
+		// sbatch exits 1 for a refusal and for a controller it cannot reach;
+		// only the first fails the run for good.
+		if _, perr := e.run(ctx, job.User, "scontrol", "scontrol", "ping"); perr != nil {
+			return "", fmt.Errorf("%w: sbatch: %s (slurmctld does not answer: %v)", ErrUnreachable, slurmMessage(ee.Stderr), perr)
+		}
 		return "", &scheduler.RejectedError{Msg: slurmMessage(ee.Stderr)}
 	}
 	if err != nil {
@@ -200,7 +205,9 @@ func slurmMessage(stderr string) string {
 // findByName returns the id of the account's job called name, queued or
 // recently finished, or "".
 func (e *Executor) findByName(ctx context.Context, account, name string) (string, error) {
-	out, err := e.run(ctx, account, "squeue", "squeue", "--me", "--noheader", "--name="+name, "--format=%i")
+	// --states=all: squeue keeps an ended job for MinJobAge, while sacct
+	// lists a job that ended within a second by name only seconds later.
+	out, err := e.run(ctx, account, "squeue", "squeue", "--me", "--noheader", "--states=all", "--name="+name, "--format=%i")
 	if err != nil {
 		return "", err
 	}
@@ -376,14 +383,35 @@ func (e *Executor) Cancel(ctx context.Context, account, jobID string) error {
 		return fmt.Errorf("slurm cancel: bad job id %q", jobID)
 	}
 	if _, err := e.run(ctx, account, "scancel", "scancel", "--state=PENDING", jobID); err != nil {
-		return err
+		return e.cancelFailed(ctx, account, jobID, err, scheduler.StatePending, scheduler.StateRunning)
 	}
 	if _, err := e.run(ctx, account, "scancel", "scancel", "--state=RUNNING", "--batch", "--signal=TERM", jobID); err != nil {
-		return err
+		return e.cancelFailed(ctx, account, jobID, err, scheduler.StateRunning)
 	}
 	e.mu.Lock()
 	e.cancels[jobID] = time.Now()
 	e.mu.Unlock()
+	return nil
+}
+
+// cancelFailed judges a failed scancel. scancel exits 1 when no job matches
+// its --state: the job ended, or was pending and the first scancel
+// cancelled it. That is a failure only while squeue still shows the job in
+// one of states.
+func (e *Executor) cancelFailed(ctx context.Context, account, jobID string, err error, states ...string) error {
+	var ee *ExitError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	out, qerr := e.run(ctx, account, "squeue", "squeue", "--noheader", "--states=all", "--jobs="+jobID, "--format=%T")
+	if qerr != nil && !errors.As(qerr, &ee) { // an ExitError: squeue no longer knows the job
+		return err
+	}
+	for _, s := range states {
+		if strings.TrimSpace(string(out)) == s {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -106,6 +106,9 @@ func NewPool(cfg SSHConfig, log *slog.Logger) (*Pool, error) {
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = 8
 	}
+	if cfg.MaxSessions < 2 {
+		return nil, errors.New("ssh: MaxSessions must be at least 2: the SFTP client keeps one session open")
+	}
 	hk, err := knownhosts.New(cfg.KnownHosts)
 	if err != nil {
 		return nil, fmt.Errorf("known_hosts: %w", err)
@@ -162,6 +165,7 @@ func (c *conn) drop() {
 	if c.sftp != nil {
 		c.sftp.Close()
 		c.sftp = nil
+		<-c.sem // the SFTP client's session slot
 	}
 	if c.client != nil {
 		c.client.Close()
@@ -178,7 +182,8 @@ func (p *Pool) client(ctx context.Context, account string) (*conn, *ssh.Client, 
 		return c, c.client, nil
 	}
 	if wait := time.Until(c.notBefore); wait > 0 {
-		return nil, nil, fmt.Errorf("%w: retrying in %s after: %v", ErrUnreachable, wait.Round(time.Second), c.lastErr)
+		// %w twice: a *HostKeyError stays one while the dial waits.
+		return nil, nil, fmt.Errorf("%w: retrying in %s after: %w", ErrUnreachable, wait.Round(time.Second), c.lastErr)
 	}
 	cl, err := p.dial(ctx, account)
 	if err != nil {
@@ -308,8 +313,21 @@ func (p *Pool) Run(ctx context.Context, account, cmd string, stdin []byte) ([]by
 		return nil, ctx.Err()
 	}
 	sess, err := cl.NewSession()
+	// sshd frees a closed session a moment after the close, so at its
+	// MaxSessions it may refuse the next one; the connection is fine.
+	var refused *ssh.OpenChannelError
+	for try := 1; err != nil && errors.As(err, &refused) && try <= 5; try++ {
+		select {
+		case <-time.After(time.Duration(try) * 20 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		sess, err = cl.NewSession()
+	}
 	if err != nil {
-		p.forget(c, cl, err)
+		if !errors.As(err, &refused) {
+			p.forget(c, cl, err)
+		}
 		return nil, fmt.Errorf("%w: new session: %v", ErrUnreachable, err)
 	}
 	defer sess.Close()
@@ -358,15 +376,33 @@ func (p *Pool) SFTP(ctx context.Context, account string) (*sftp.Client, error) {
 		return nil, err
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.sftp != nil && c.client == cl {
+		defer c.mu.Unlock()
 		return c.sftp, nil
+	}
+	c.mu.Unlock()
+	// The slot is taken before c.mu, which a Run holding a slot may wait for.
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sftp != nil && c.client == cl { // opened meanwhile
+		<-c.sem
+		return c.sftp, nil
+	}
+	if c.client != cl {
+		<-c.sem
+		return nil, fmt.Errorf("%w: connection lost", ErrUnreachable)
 	}
 	sc, err := sftp.NewClient(cl, sftp.UseConcurrentWrites(true))
 	if err != nil {
+		<-c.sem
 		return nil, fmt.Errorf("%w: sftp: %v", ErrUnreachable, err)
 	}
-	c.sftp = sc
+	c.sftp = sc // holds its slot until drop
 	return sc, nil
 }
 

@@ -176,12 +176,15 @@ func descendants(pid int) []int {
 	return out
 }
 
-// mustRun runs cmd as the service account and fails the test on an error.
+// mustRun runs cmd as account and fails the test on an error (after
+// retrying a lab outage).
 func mustRun(t testing.TB, pool *Pool, account, cmd string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := pool.Run(ctx, account, cmd, nil)
+	var out []byte
+	err := retry(t, cmd, func(ctx context.Context) (err error) {
+		out, err = pool.Run(ctx, account, cmd, nil)
+		return err
+	})
 	if err != nil {
 		t.Fatalf("%s: %v", cmd, err)
 	}
@@ -191,9 +194,10 @@ func mustRun(t testing.TB, pool *Pool, account, cmd string) string {
 // exists reports whether path exists on the cluster.
 func exists(t testing.TB, pool *Pool, account, path string) bool {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err := pool.Run(ctx, account, "test -e "+path, nil)
+	err := retry(t, "test -e", func(ctx context.Context) error {
+		_, err := pool.Run(ctx, account, "test -e "+path, nil)
+		return err
+	})
 	var ee *ExitError
 	if errors.As(err, &ee) && ee.Status == 1 {
 		return false
@@ -377,6 +381,10 @@ func TestSessionCap(t *testing.T) {
 	}
 	if n := maxOverlap(iv); n != 2 {
 		t.Errorf("at most %d commands ran at once, want 2 (the cap, and used): %v", n, iv)
+	}
+	// One session would leave none beside the SFTP client's.
+	if _, err := NewPool(SSHConfig{Addr: l.Addr, KnownHosts: l.KnownHosts, MaxSessions: 1}, testLog(t)); err == nil {
+		t.Error("NewPool with MaxSessions 1 succeeded")
 	}
 }
 

@@ -5,6 +5,24 @@
 "use strict";
 
 (function () {
+  // Terminal escape sequences (cwltool colours its log even into a file);
+  // the page leaves them out, as the server does for the first part.
+  var ESCAPES = /\x1b(?:\[[0-?]*[ -\/]*[@-~]|[@-Z\\\]^_])/g;
+  var ESCAPE_START = /^\x1b(?:\[[0-?]*[ -\/]*[@-~]|[@-Z\\\]^_])/;
+
+  // plainText returns the text of a log read for the page. An escape
+  // sequence cut by the end of the read waits in pre.carry for the next one.
+  function plainText(pre, text) {
+    text = (pre.carry || "") + text;
+    pre.carry = "";
+    var cut = text.lastIndexOf("\x1b");
+    if (cut >= 0 && text.length - cut < 32 && !ESCAPE_START.test(text.slice(cut))) {
+      pre.carry = text.slice(cut);
+      text = text.slice(0, cut);
+    }
+    return text.replace(ESCAPES, "");
+  }
+
   function followRun(run) {
     var api = run.dataset.api;
     var logs = Array.prototype.slice.call(document.querySelectorAll("pre.logtext"));
@@ -22,7 +40,7 @@
                 // is joined by the streaming decoder.
                 pre.decoder = pre.decoder || new TextDecoder("utf-8");
                 var atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-                pre.textContent += pre.decoder.decode(buf, { stream: true });
+                pre.textContent += plainText(pre, pre.decoder.decode(buf, { stream: true }));
                 pre.dataset.offset = String(offset + buf.byteLength);
                 if (atBottom) pre.scrollTop = pre.scrollHeight;
               });

@@ -7,6 +7,7 @@ import (
 	"net/http/cookiejar"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/oauth2-proxy/mockoidc"
@@ -87,6 +88,8 @@ func uiNewOIDCEnv(t testing.TB, m *mockoidc.MockOIDC, o envOptions) *testEnv {
 	env := newTestEnv(t, o)
 	sessions := scs.New()
 	sessions.Store = env.DB.Sessions()
+	sessions.Lifetime = 12 * time.Hour
+	sessions.IdleTimeout = 2 * time.Hour
 	sessions.Cookie.Name = web.SessionCookie
 	sessions.Cookie.HttpOnly = true
 	sessions.Cookie.SameSite = http.SameSiteLaxMode

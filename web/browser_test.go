@@ -3,11 +3,11 @@ package web_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -220,7 +220,7 @@ func (b *browser) waitFor(ctx context.Context, what, expr string) {
 	var lastErr error
 	for {
 		c, cancel := context.WithTimeout(ctx, 10*time.Second)
-		ok, err := chromedp.Run(c, chromedp.Evaluate[bool](`!!(` + expr + `)`))
+		ok, err := chromedp.Run(c, chromedp.Evaluate[bool](`!!(`+expr+`)`))
 		cancel()
 		if err == nil && ok {
 			return
@@ -434,6 +434,8 @@ func TestBrowser(t *testing.T) {
 	}
 	b.screenshot(admin, shots, "dashboard.png")
 	cancelAdmin()
+
+	// Back in the first tab, the person cancels the long run.
 	b.do(ctx, "click Cancel run…", chromedp.Click(chromedp.CSS(`a.button.danger`)))
 	b.waitFor(ctx, "the confirm page", `location.pathname.endsWith("/cancel") && document.querySelector("h1").textContent === "Cancel long-sleep?"`)
 	b.do(ctx, "confirm", chromedp.Click(chromedp.CSS(`form button.danger`)))
@@ -448,13 +450,13 @@ func TestBrowser(t *testing.T) {
 	// The runs list shows both.
 	b.do(ctx, "open the runs list", chromedp.Click(chromedp.CSS(`nav a[href="/runs"]`)), chromedp.WaitVisible(chromedp.CSS(`table.runs`)))
 	rows := browserEval[[]string](b, ctx, `Array.from(document.querySelectorAll("table.runs tbody tr")).map(tr => tr.cells[0].innerText + " " + tr.cells[1].innerText.split("\n")[0])`)
-	if want := []string{"CANCELED long-sleep", "COMPLETE hello-browser"}; fmt.Sprint(rows) != fmt.Sprint(want) {
+	if want := []string{"CANCELED long-sleep", "COMPLETE hello-browser"}; !slices.Equal(rows, want) {
 		t.Errorf("the runs list shows %q, want %q", rows, want)
 	}
 	b.screenshot(ctx, shots, "runs-list.png")
 
 	// The dashboard is for admins: this person gets the 403 page.
-	resp, err := func() (int64, error) {
+	status, err := func() (int64, error) {
 		c, cancel := context.WithTimeout(ctx, browserWait)
 		defer cancel()
 		r, err := chromedp.Run(c, chromedp.NavigateResponse(env.URL+"/admin"))
@@ -463,13 +465,12 @@ func TestBrowser(t *testing.T) {
 		}
 		return r.Status, nil
 	}()
-	if err != nil || resp != 403 {
-		t.Errorf("GET /admin as alice: %d (%v), want 403", resp, err)
+	if err != nil || status != 403 {
+		t.Errorf("GET /admin as alice: %d (%v), want 403", status, err)
 	}
 	if h1 := browserEval[string](b, ctx, `document.querySelector("h1").textContent`); h1 != "Forbidden" {
 		t.Errorf("the /admin page of a non-admin is headed %q, want Forbidden", h1)
 	}
-
 
 	if p := b.problems(); len(p) > 0 {
 		t.Errorf("the pages reported problems:\n%s", strings.Join(p, "\n"))

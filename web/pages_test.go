@@ -200,7 +200,7 @@ func pagesForm(workflow string, extra ...pagesField) []pagesField {
 	}, extra...)
 }
 
-// pagesRunID is where a successful submission sends the browser.
+// pagesRunPath is where a successful submission sends the browser.
 var pagesRunPath = regexp.MustCompile(`^/runs/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$`)
 
 // pagesSubmitRun submits the form and returns the new run's id.
@@ -447,7 +447,7 @@ func (d *pagesDoc) facts() map[string]string {
 	return out
 }
 
-// rows returns the cells' text of the body rows of the tables under n.
+// pagesRows returns the cells' text of the body rows of the tables under n.
 func pagesRows(n *html.Node) [][]string {
 	var rows [][]string
 	for _, tr := range pagesFind(n, pagesEl("tr")) {

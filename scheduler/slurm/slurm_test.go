@@ -177,6 +177,14 @@ func newLabJob(t testing.TB, ex *Executor, cmd []string, directives ...string) l
 		if _, err := ex.run(ctx, account, "scancel", "scancel", "--name="+name); err != nil {
 			t.Logf("cleanup: scancel --name=%s: %v", name, err)
 		}
+		// The wrapper's recorder outlives SIGTERM and would write into a
+		// directory removed under it: wait for the job to be gone (KillWait).
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+			out, err := ex.run(ctx, account, "squeue", "squeue", "--me", "--noheader", "--name="+name, "--format=%i")
+			if err == nil && strings.TrimSpace(string(out)) == "" {
+				break
+			}
+		}
 		if fsys, err := ex.pool.SFTP(ctx, account); err == nil {
 			if err := fsys.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				t.Logf("cleanup: remove %s: %v", dir, err)
@@ -410,7 +418,9 @@ func TestLabSubmitStatusCollect(t *testing.T) {
 		t.Errorf("status %+v: want start <= end and a node", st)
 	}
 
-	if err := retry(t, "Collect", func(ctx context.Context) error { return ex.Collect(ctx, l.SvcUser, j.Dir, j.Local) }); err != nil {
+	// Into a fresh directory: everything comes home, the staged tree too.
+	home := t.TempDir()
+	if err := retry(t, "Collect", func(ctx context.Context) error { return ex.Collect(ctx, l.SvcUser, j.Dir, home) }); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{
@@ -418,32 +428,49 @@ func TestLabSubmitStatusCollect(t *testing.T) {
 		scheduler.StderrFile:    "",
 		scheduler.RCFile:        "0\n",
 		"outputs/a-copy.txt":    "alpha\n",
+		"work/a.txt":            "alpha\n",
 		"work/sub/deeper/b.txt": "beta\n",
 		scheduler.ScriptFile:    string(j.Script),
 	} {
-		if got := readFile(t, filepath.Join(j.Local, filepath.FromSlash(name))); got != want {
+		if got := readFile(t, filepath.Join(home, filepath.FromSlash(name))); got != want {
 			t.Errorf("collected %s = %q, want %q", name, got, want)
 		}
 	}
-	if pid := strings.TrimSpace(readFile(t, filepath.Join(j.Local, scheduler.RecordDir, "engine.pid"))); !validJobID(pid) {
-		t.Errorf("collected engine.pid %q", pid)
+	if pid, err := strconv.Atoi(strings.TrimSpace(readFile(t, filepath.Join(home, scheduler.RecordDir, "engine.pid")))); err != nil || pid <= 0 {
+		t.Errorf("collected engine.pid: %d, %v", pid, err)
 	}
 	for _, rec := range []string{scheduler.StartedFile, scheduler.EndedFile} {
-		tm, err := time.Parse(time.RFC3339, strings.TrimSpace(readFile(t, filepath.Join(j.Local, filepath.FromSlash(rec)))))
+		tm, err := time.Parse(time.RFC3339, strings.TrimSpace(readFile(t, filepath.Join(home, filepath.FromSlash(rec)))))
 		if err != nil || tm.Before(time.Now().Add(-time.Hour)) {
 			t.Errorf("collected %s: %v, %v", rec, tm, err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(j.Local, "work", "empty")); err != nil {
+	if fi, err := os.Stat(filepath.Join(home, "work", "empty")); err != nil || !fi.IsDir() {
 		t.Errorf("empty directory not collected: %v", err)
 	}
+	if _, err := os.Stat(filepath.Join(home, scheduler.ScriptFile+".tmp")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("collected job.sh.tmp: %v", err)
+	}
+	// Into the run's own directory, as wes does: the attachments are there
+	// already; the logs and records arrive.
+	if err := retry(t, "Collect", func(ctx context.Context) error { return ex.Collect(ctx, l.SvcUser, j.Dir, j.Local) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(j.Local, scheduler.StdoutFile)); got != "hello\nbeta\n" {
+		t.Errorf("stdout collected into the run directory: %q", got)
+	}
+	if got := readFile(t, filepath.Join(j.Local, filepath.FromSlash(scheduler.RCFile))); got != "0\n" {
+		t.Errorf("rc collected into the run directory: %q", got)
+	}
 	// Nothing of a half-done download stays behind.
-	filepath.WalkDir(j.Local, func(p string, d fs.DirEntry, err error) error {
-		if strings.HasSuffix(p, ".part") || strings.HasSuffix(p, ".tmp") {
-			t.Errorf("collect left %s", p)
-		}
-		return nil
-	})
+	for _, dir := range []string{home, j.Local} {
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if strings.HasSuffix(p, ".part") || strings.HasSuffix(p, ".tmp") {
+				t.Errorf("collect left %s", p)
+			}
+			return nil
+		})
+	}
 }
 
 func TestLabFailingJob(t *testing.T) {

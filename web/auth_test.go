@@ -841,13 +841,13 @@ func TestAuthCallbackRefusals(t *testing.T) {
 
 	// An error from "the provider" counts only for a login started here:
 	// nobody else can put words on the page.
-	c, state := startLogin()
+	c, _ = startLogin()
 	resp, b = auDo(t, c, http.MethodGet, env.URL+"/auth/callback?"+url.Values{"state": {"forged"}, "error": {"Call-0800-SCAM"}}.Encode(), nil)
 	checkPage("error with a forged state", resp, b, http.StatusBadRequest, "not started here")
 	if bytes.Contains(b, []byte("did not log you in")) {
 		t.Error("the page shows an error text from a forged callback")
 	}
-	c, state = startLogin()
+	c, state := startLogin()
 	resp, b = auDo(t, c, http.MethodGet, env.URL+"/auth/callback?"+url.Values{"state": {state}, "error": {"access_denied"}}.Encode(), nil)
 	checkPage("the provider's error", resp, b, http.StatusUnauthorized, "access_denied")
 

@@ -438,8 +438,8 @@ func TestSlurmWorkflow(t *testing.T) {
 		t.Errorf("batch task = %+v, want id batch, exit 0, times, and the run's command", batch)
 	}
 	for _, task := range tasks.TaskLogs {
-		if task.ExitCode == nil {
-			t.Errorf("task %s has no exit_code", task.ID)
+		if task.ExitCode == nil || *task.ExitCode != 0 || task.EndTime == "" {
+			t.Errorf("task %s: exit_code %s, end_time %q; want 0 and an end", task.ID, e2eCode(task.ExitCode), task.EndTime)
 		}
 	}
 }

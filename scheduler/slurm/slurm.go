@@ -151,6 +151,10 @@ func (e *Executor) run(ctx context.Context, account, kind, prog string, args ...
 // so a crash between sbatch and recording its id never submits twice.
 func (e *Executor) Submit(ctx context.Context, job scheduler.Job, localDir string) (string, error) {
 	fsys, err := e.pool.SFTP(ctx, job.User)
+	var authErr *AuthError
+	if errors.As(err, &authErr) {
+		return "", &scheduler.RejectedError{Msg: fmt.Sprintf("the cluster refused the login of account %s (no such account, or wesgate is not trusted for it)", job.User)}
+	}
 	if err != nil {
 		return "", err
 	}

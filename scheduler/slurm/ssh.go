@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +62,20 @@ type ExitError struct {
 func (e *ExitError) Error() string {
 	return fmt.Sprintf("%s: exit status %d: %s", e.Command, e.Status, firstLine(e.Stderr))
 }
+
+// AuthError means the cluster's sshd refused the account's key or
+// certificate: waiting will not help (no such account, an untrusted CA, a
+// revoked key).
+type AuthError struct {
+	Account string
+	Err     error
+}
+
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("the cluster refused the login of %s: %v", e.Account, e.Err)
+}
+
+func (e *AuthError) Unwrap() error { return e.Err }
 
 // ErrUnreachable wraps failures to reach the cluster.
 var ErrUnreachable = errors.New("cluster unreachable")
@@ -243,6 +258,9 @@ func (p *Pool) dial(ctx context.Context, account string) (*ssh.Client, error) {
 		nc.Close()
 		if hostKeyErr != nil {
 			return nil, hostKeyErr
+		}
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			return nil, &AuthError{Account: cred.User, Err: err}
 		}
 		return nil, fmt.Errorf("%w: ssh handshake: %v", ErrUnreachable, err)
 	}

@@ -522,6 +522,11 @@ func (s *Service) checkOption(ctx context.Context, name string, v any) (string, 
 			opt = EngineParam{Name: o.Name, Type: o.Type}
 		}
 	}
+	// A string option's format is the scheduler's to check (a constraint
+	// may hold & and |); numbers are checked as numbers first.
+	if str, ok := v.(string); ok && opt.Type == ParamString {
+		return str, s.sched.CheckOption(ctx, name, str)
+	}
 	norm, err := normalizeParam(opt, v)
 	if err != nil {
 		return "", err

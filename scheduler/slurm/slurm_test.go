@@ -172,23 +172,36 @@ func newLabJob(t testing.TB, ex *Executor, cmd []string, directives ...string) l
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := ex.run(ctx, account, "scancel", "scancel", "--name="+name); err != nil {
+		// Through lab outages too: nothing of ours should stay queued.
+		err := retry(t, "cleanup: scancel", func(ctx context.Context) error {
+			_, err := ex.run(ctx, account, "scancel", "scancel", "--name="+name)
+			return err
+		})
+		if err != nil {
 			t.Logf("cleanup: scancel --name=%s: %v", name, err)
 		}
 		// The wrapper's recorder outlives SIGTERM and would write into a
 		// directory removed under it: wait for the job to be gone (KillWait).
 		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			out, err := ex.run(ctx, account, "squeue", "squeue", "--me", "--noheader", "--name="+name, "--format=%i")
+			cancel()
 			if err == nil && strings.TrimSpace(string(out)) == "" {
 				break
 			}
 		}
-		if fsys, err := ex.pool.SFTP(ctx, account); err == nil {
-			if err := fsys.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				t.Logf("cleanup: remove %s: %v", dir, err)
+		err = retry(t, "cleanup: remove", func(ctx context.Context) error {
+			fsys, err := ex.pool.SFTP(ctx, account)
+			if err != nil {
+				return err
 			}
+			if err := fsys.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			t.Logf("cleanup: remove %s: %v", dir, err)
 		}
 	})
 	return labJob{Job: scheduler.Job{Name: name, User: account, Dir: dir, Script: script}, Local: local}
@@ -520,7 +533,7 @@ func TestLabOpenWhileRunning(t *testing.T) {
 	j := newLabJob(t, ex, []string{"/bin/sh", "-c", "echo started; sleep 60"})
 	id := submit(t, ex, j)
 	waitStatus(t, ex, id, 2*time.Minute, "running", running)
-	waitRemote(t, ex, j.Dir+"/"+scheduler.StdoutFile, "started\n", 30*time.Second)
+	waitRemote(t, ex, j.Dir+"/"+scheduler.StdoutFile, "started\n", outageWait)
 	// The read happened while the job ran.
 	st := waitStatus(t, ex, id, 0, "still running", func(scheduler.JobStatus) bool { return true })
 	if st.State != scheduler.StateRunning {
@@ -540,17 +553,25 @@ func TestLabHeldJob(t *testing.T) {
 	// --begin keeps the job from starting before the hold reaches it.
 	j := newLabJob(t, ex, []string{"/bin/sh", "-c", "echo released"}, "--begin=now+1hour")
 	id := submit(t, ex, j)
-	st := waitStatus(t, ex, id, 30*time.Second, "pending", func(s scheduler.JobStatus) bool { return s.State == scheduler.StatePending })
+	st := waitStatus(t, ex, id, outageWait, "pending", func(s scheduler.JobStatus) bool { return s.State == scheduler.StatePending })
 	if st.Reason != "BeginTime" || !st.Start.IsZero() {
 		t.Errorf("status %+v, want reason BeginTime and no start (squeue's %%S is a forecast here)", st)
 	}
 
 	scontrol := func(args string) {
 		t.Helper()
-		mustRun(t, pool, l.SvcUser, "scontrol "+args)
+		err := retry(t, "scontrol", func(ctx context.Context) error {
+			if _, err := pool.Run(ctx, l.SvcUser, "scontrol "+args, nil); err != nil {
+				return fmt.Errorf("%w: %w", ErrUnreachable, err) // idempotent; slurmctld may be restarting
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("scontrol %s: %v", args, err)
+		}
 	}
 	scontrol("hold " + id)
-	st = waitStatus(t, ex, id, 30*time.Second, "held", func(s scheduler.JobStatus) bool { return s.Reason == "JobHeldUser" })
+	st = waitStatus(t, ex, id, outageWait, "held", func(s scheduler.JobStatus) bool { return s.Reason == "JobHeldUser" })
 	if st.State != scheduler.StatePending || !st.Start.IsZero() || st.Partition != l.Partition || st.Node != "" {
 		t.Errorf("held status %+v, want PENDING in %s, no start, no node", st, l.Partition)
 	}
@@ -573,7 +594,7 @@ func TestLabCancelPending(t *testing.T) {
 	ex := labExecutor(t, l, labPool(t, l, nil, log), log)
 	j := newLabJob(t, ex, []string{"/bin/sh", "-c", "echo never"}, "--begin=now+1hour")
 	id := submit(t, ex, j)
-	waitStatus(t, ex, id, 30*time.Second, "pending", func(s scheduler.JobStatus) bool { return s.State == scheduler.StatePending })
+	waitStatus(t, ex, id, outageWait, "pending", func(s scheduler.JobStatus) bool { return s.State == scheduler.StatePending })
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -609,7 +630,7 @@ func TestLabCancelRunning(t *testing.T) {
 	id := submit(t, ex, j)
 	waitStatus(t, ex, id, 2*time.Minute, "running", running)
 	// The engine is up (and the wrapper's traps are set) once it printed.
-	waitRemote(t, ex, j.Dir+"/"+scheduler.StdoutFile, "running\n", 30*time.Second)
+	waitRemote(t, ex, j.Dir+"/"+scheduler.StdoutFile, "running\n", outageWait)
 
 	start := time.Now()
 	if err := retry(t, "Cancel", func(ctx context.Context) error { return ex.Cancel(ctx, l.SvcUser, id) }); err != nil {

@@ -35,16 +35,16 @@ func Quote(s string) (string, error) {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'", nil
 }
 
-// safeDirective reports whether s can stand on an #SBATCH line: batch systems
-// read those lines themselves, without a shell, so only plain characters pass.
-func safeDirective(s string) bool {
+// plainWord reports whether s is made of characters that mean nothing to a
+// shell or to sbatch (plus extra), so it can stand unquoted in the script.
+func plainWord(s, extra string) bool {
 	if s == "" {
 		return false
 	}
 	for _, r := range s {
 		switch {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		case strings.ContainsRune("-_=.,:/+@%", r):
+		case strings.ContainsRune("-_=.,:/+@%"+extra, r):
 		default:
 			return false
 		}
@@ -52,16 +52,25 @@ func safeDirective(s string) bool {
 	return true
 }
 
+// safeDirective reports whether s can stand on an #SBATCH line. sbatch reads
+// those lines itself, without a shell, so a constraint's & and | may stand
+// there; they never reach a shell line.
+func safeDirective(s string) bool { return plainWord(s, "&|") }
+
+// safeShellWord reports whether s (the job name, the run directory) can
+// stand unquoted on a shell line of the script.
+func safeShellWord(s string) bool { return plainWord(s, "") }
+
 // Script renders the batch script. The same script runs under Slurm (which
 // reads the #SBATCH lines) and under the local executor (for which they are
 // comments). The wrapper records when the engine started, its exit code and
 // when it ended, and forwards SIGTERM to the engine so a cancel is recorded.
 func Script(spec ScriptSpec) ([]byte, error) {
-	if !safeDirective(spec.Name) {
+	if !safeShellWord(spec.Name) {
 		return nil, fmt.Errorf("script: unsafe job name %q", spec.Name)
 	}
 	// No "%" either: Slurm expands it in the --output and --error file names.
-	if !safeDirective(spec.Dir) || !strings.HasPrefix(spec.Dir, "/") || strings.Contains(spec.Dir, "%") {
+	if !safeShellWord(spec.Dir) || !strings.HasPrefix(spec.Dir, "/") || strings.Contains(spec.Dir, "%") {
 		return nil, fmt.Errorf("script: run directory must be an absolute plain path: %q", spec.Dir)
 	}
 	if len(spec.Command) == 0 {

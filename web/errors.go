@@ -4,6 +4,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
+	"syscall"
 
 	"github.com/wesgate/wesgate/wes"
 )
@@ -42,12 +44,24 @@ func (s *Server) classify(r *http.Request, err error) (int, string) {
 		return http.StatusUnauthorized, "a valid bearer token is required"
 	case errors.Is(err, wes.ErrForbidden):
 		return http.StatusForbidden, err.Error() // the service words these for the user
+	case diskFull(err):
+		s.log.Error("disk full", "method", r.Method, "path", r.URL.Path, "err", err)
+		return http.StatusInsufficientStorage, "the server has no space left for this request; try again later"
+	case errors.Is(err, syscall.EROFS):
+		s.log.Error("read-only data directory", "method", r.Method, "path", r.URL.Path, "err", err)
+		return http.StatusServiceUnavailable, "the server cannot store anything just now; try again later"
 	case errors.Is(err, wes.ErrUnavailable):
 		return http.StatusServiceUnavailable, "the service cannot handle this request now; try again later"
 	}
 	s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
 		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
 	return http.StatusInternalServerError, "internal server error"
+}
+
+// diskFull reports whether err comes from a full filesystem: the kernel's
+// ENOSPC, or SQLite's SQLITE_FULL.
+func diskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "database or disk is full")
 }
 
 // statusError is an HTTP status with a safe message, for the edge's own checks.

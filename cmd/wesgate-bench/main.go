@@ -60,8 +60,15 @@ func (r result) pct(p float64) time.Duration {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "slurm" {
-		return runSlurm(ctx, args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "slurm":
+			return runSlurm(ctx, args[1:], stdout, stderr)
+		case "load":
+			return runLoad(ctx, args[1:], stdout, stderr)
+		case "faults":
+			return runFaults(ctx, args[1:], stdout, stderr)
+		}
 	}
 	fs := flag.NewFlagSet("wesgate-bench", flag.ContinueOnError)
 	nRuns := fs.Int("runs", 100_000, "finished runs to load into the store")

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// runLoad sends many concurrent POST /runs with attachments to a fresh
+// wesgate on the local executor, while another client keeps asking for a
+// run's status, and checks that every accepted run is stored exactly once.
+func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("wesgate-bench load", flag.ContinueOnError)
+	n := fs.Int("posts", 200, "concurrent POST /runs")
+	files := fs.Int("attachments", 5, "attachments per run")
+	size := fs.Int("size", 64<<10, "bytes per attachment")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "wesgate-load-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	bin, err := buildWesgate(ctx, work, stderr)
+	if err != nil {
+		return err
+	}
+	// A stand-in engine that does nothing: this measures wesgate, not cwltool.
+	engine := filepath.Join(work, "engine.sh")
+	os.WriteFile(engine, []byte("#!/bin/sh\n[ \"$1\" = --version ] && { echo stand-in 1.0; exit 0; }\nexit 0\n"), 0o755)
+	cfg := filepath.Join(work, "wesgate.toml")
+	os.WriteFile(cfg, fmt.Appendf(nil, `log_level = "warn"
+[executor]
+max_jobs = 2
+[[engines]]
+name = "cwltool"
+command = [%q, "{workflow}"]
+version_command = [%q, "--version"]
+[[engines]]
+name = "snakemake"
+disabled = true
+[[engines]]
+name = "nextflow"
+disabled = true
+[[engines]]
+name = "miniwdl"
+disabled = true
+`, engine, engine), 0o600)
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	data := filepath.Join(work, "data")
+	srv := exec.CommandContext(ctx, bin, "--config", cfg, "--addr", addr, "--data", data)
+	srv.Stdout, srv.Stderr = io.Discard, stderr
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		srv.Process.Signal(syscall.SIGTERM)
+		srv.Wait()
+	}()
+	base := "http://" + addr + "/ga4gh/wes/v1"
+	hc := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: *n}}
+	if err := waitUp(ctx, hc, base+"/service-info"); err != nil {
+		return err
+	}
+	probe, err := postRun(hc, base, "cwlVersion: v1.2\n", "{}")
+	if err != nil {
+		return err
+	}
+
+	// The prober measures responsiveness during the burst.
+	var probeLat []time.Duration
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			t := time.Now()
+			resp, err := hc.Get(base + "/runs/" + probe + "/status")
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				probeLat = append(probeLat, time.Since(t))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+
+	payload := make([]byte, *size)
+	for i := range payload {
+		payload[i] = byte('a' + rand.IntN(26))
+	}
+	var (
+		mu       sync.Mutex
+		ids      []string
+		postLat  []time.Duration
+		failures atomic.Int64
+	)
+	start := time.Now()
+	var posts sync.WaitGroup
+	for i := range *n {
+		posts.Go(func() {
+			var body bytes.Buffer
+			mw := multipart.NewWriter(&body)
+			mw.WriteField("workflow_type", "CWL")
+			mw.WriteField("workflow_type_version", "v1.2")
+			mw.WriteField("workflow_url", "wf.cwl")
+			mw.WriteField("workflow_params", fmt.Sprintf(`{"i": %d}`, i))
+			fw, _ := mw.CreateFormFile("workflow_attachment", "wf.cwl")
+			fw.Write([]byte("cwlVersion: v1.2\n"))
+			for k := range *files {
+				fw, _ := mw.CreateFormFile("workflow_attachment", fmt.Sprintf("data/part-%d.txt", k))
+				fw.Write(payload)
+			}
+			mw.Close()
+			t := time.Now()
+			resp, err := hc.Post(base+"/runs", mw.FormDataContentType(), &body)
+			if err != nil {
+				failures.Add(1)
+				return
+			}
+			var out struct {
+				RunID string `json:"run_id"`
+			}
+			json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || out.RunID == "" {
+				failures.Add(1)
+				return
+			}
+			mu.Lock()
+			ids = append(ids, out.RunID)
+			postLat = append(postLat, time.Since(t))
+			mu.Unlock()
+		})
+	}
+	posts.Wait()
+	burst := time.Since(start)
+	close(stop)
+	wg.Wait()
+	hwm, _ := memory(srv.Process.Pid)
+
+	// Every accepted run is stored once, with its attachments.
+	listed := map[string]int{}
+	next := ""
+	for {
+		url := base + "/runs?page_size=100"
+		if next != "" {
+			url += "&page_token=" + next
+		}
+		resp, err := hc.Get(url)
+		if err != nil {
+			return err
+		}
+		var page struct {
+			Runs []struct {
+				RunID string `json:"run_id"`
+			} `json:"runs"`
+			Next string `json:"next_page_token"`
+		}
+		json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		for _, r := range page.Runs {
+			listed[r.RunID]++
+		}
+		if page.Next == "" {
+			break
+		}
+		next = page.Next
+	}
+	missing, twice, incomplete := 0, 0, 0
+	for _, id := range ids {
+		switch listed[id] {
+		case 0:
+			missing++
+		case 1:
+		default:
+			twice++
+		}
+		for k := range *files {
+			fi, err := os.Stat(filepath.Join(data, "runs", id, "work", "data", fmt.Sprintf("part-%d.txt", k)))
+			if err != nil || fi.Size() != int64(*size) {
+				incomplete++
+			}
+		}
+	}
+	slices.Sort(postLat)
+	slices.Sort(probeLat)
+	pct := func(d []time.Duration, p float64) time.Duration {
+		if len(d) == 0 {
+			return 0
+		}
+		return d[int(float64(len(d)-1)*p)]
+	}
+	fmt.Fprintf(stdout, "\n%d concurrent POST /runs, %d attachments of %d KiB each, local executor\n\n", *n, *files, *size>>10)
+	fmt.Fprintln(stdout, "| measure | value |")
+	fmt.Fprintln(stdout, "|---|---:|")
+	fmt.Fprintf(stdout, "| accepted / failed | %d / %d |\n", len(ids), failures.Load())
+	fmt.Fprintf(stdout, "| stored exactly once / missing / twice | %d / %d / %d |\n", len(ids)-missing-twice, missing, twice)
+	fmt.Fprintf(stdout, "| attachments incomplete on disk | %d |\n", incomplete)
+	fmt.Fprintf(stdout, "| whole burst | %s |\n", burst.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "| POST latency p50 / p99 | %s / %s |\n", ms(pct(postLat, .5)), ms(pct(postLat, .99)))
+	fmt.Fprintf(stdout, "| GET status during the burst p50 / p99 / max (%d probes) | %s / %s / %s |\n", len(probeLat),
+		ms(pct(probeLat, .5)), ms(pct(probeLat, .99)), ms(pct(probeLat, 1)))
+	fmt.Fprintf(stdout, "| server peak RSS | %.1f MB |\n", float64(hwm)/1e6)
+	if missing+twice+incomplete > 0 || failures.Load() > 0 {
+		return fmt.Errorf("load: %d failed, %d missing, %d twice, %d incomplete", failures.Load(), missing, twice, incomplete)
+	}
+	return nil
+}

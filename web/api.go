@@ -223,13 +223,7 @@ func (s *Server) handleListRuns() http.Handler {
 func (s *Server) handleGetRunLog() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, _ := userFrom(r.Context())
-		id := r.PathValue("run_id")
-		run, err := s.runs.GetRun(r.Context(), u, id)
-		if err != nil {
-			s.apiError(w, r, err)
-			return
-		}
-		tasks, err := s.runs.Tasks(r.Context(), u, id)
+		run, tasks, err := s.runs.RunAndTasks(r.Context(), u, r.PathValue("run_id"))
 		if err != nil {
 			s.apiError(w, r, err)
 			return

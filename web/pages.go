@@ -140,12 +140,7 @@ func (s *Server) handleRunPage() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, _ := userFrom(r.Context())
 		id := r.PathValue("run_id")
-		run, err := s.runs.GetRun(r.Context(), u, id)
-		if err != nil {
-			s.pageError(w, r, err)
-			return
-		}
-		tasks, err := s.runs.Tasks(r.Context(), u, id)
+		run, tasks, err := s.runs.RunAndTasks(r.Context(), u, id)
 		if err != nil {
 			s.pageError(w, r, err)
 			return

@@ -810,6 +810,20 @@ func (s *Service) GetTask(ctx context.Context, u User, id, taskID string) (*Task
 	return s.store.GetTask(ctx, id, owner(u), taskID)
 }
 
+// RunAndTasks returns a run the user may see and all its tasks: what a
+// RunLog and the run page show.
+func (s *Service) RunAndTasks(ctx context.Context, u User, id string) (*Run, []Task, error) {
+	r, err := s.GetRun(ctx, u, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	tasks, err := s.Tasks(ctx, u, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, tasks, nil
+}
+
 // Tasks returns every task of a run the user may see.
 func (s *Service) Tasks(ctx context.Context, u User, id string) ([]Task, error) {
 	return s.store.ListTasks(ctx, id, owner(u), 0, 10000)

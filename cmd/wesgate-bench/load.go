@@ -163,31 +163,12 @@ disabled = true
 
 	// Every accepted run is stored once, with its attachments.
 	listed := map[string]int{}
-	next := ""
-	for {
-		url := base + "/runs?page_size=100"
-		if next != "" {
-			url += "&page_token=" + next
-		}
-		resp, err := hc.Get(url)
-		if err != nil {
-			return err
-		}
-		var page struct {
-			Runs []struct {
-				RunID string `json:"run_id"`
-			} `json:"runs"`
-			Next string `json:"next_page_token"`
-		}
-		json.NewDecoder(resp.Body).Decode(&page)
-		resp.Body.Close()
-		for _, r := range page.Runs {
-			listed[r.RunID]++
-		}
-		if page.Next == "" {
-			break
-		}
-		next = page.Next
+	all, err := listRuns(hc, base)
+	if err != nil {
+		return err
+	}
+	for _, id := range all {
+		listed[id]++
 	}
 	missing, twice, incomplete := 0, 0, 0
 	for _, id := range ids {

@@ -213,6 +213,7 @@ func (s *Server) logView(ctx context.Context, u wes.User, id, stream, api string
 	f, _, err := s.runs.OpenLog(ctx, u, id, stream)
 	if err != nil {
 		s.log.Warn("run page: log", "run", id, "stream", stream, "err", err)
+		lv.Unavailable = true
 		return lv
 	}
 	defer f.Close()

@@ -66,18 +66,24 @@ func (s *Server) handleHome() http.Handler {
 func (s *Server) handleAuthInstructions() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		base := s.baseURL(r) + apiBase
-		auth := ""
+		header, statusHeader := "", ""
 		if s.auth.Mode() != "local" {
-			auth = "  -H \"Authorization: Bearer $TOKEN\" \\\n"
+			header = "  -H \"Authorization: Bearer $TOKEN\" \\\n"
+			statusHeader = "-H \"Authorization: Bearer $TOKEN\" "
 		}
-		example := "curl -X POST " + base + "/runs \\\n" + auth +
+		example := "curl -X POST " + base + "/runs \\\n" + header +
 			"  -F workflow_type=CWL -F workflow_type_version=v1.2 \\\n" +
 			"  -F workflow_url=workflow.cwl \\\n" +
 			"  -F 'workflow_params={\"message\": \"hello\"}' \\\n" +
 			"  -F 'workflow_attachment=@workflow.cwl;filename=workflow.cwl'\n\n" +
-			"curl " + strings.TrimSuffix(auth, " \\\n") + " " + base + "/runs/RUN_ID/status\n"
-		example = strings.ReplaceAll(example, "curl  ", "curl ")
+			"curl " + statusHeader + base + "/runs/RUN_ID/status\n"
 		v := views.InstructionsView{APIBase: base, Mode: s.auth.Mode(), Example: example}
+		if b, ok := s.auth.(auth.Browser); ok {
+			v.Issuer, v.ClientID = b.Issuer(), b.ClientID()
+			v.Example = "# A token from your institution's identity provider, for example with oidc-agent:\n" +
+				"#   oidc-gen --issuer " + v.Issuer + " wesgate   (once)\n" +
+				"TOKEN=$(oidc-token wesgate)\n\n" + v.Example
+		}
 		s.render(w, r, http.StatusOK, views.Instructions(s.page(r, "API access"), v))
 	})
 }

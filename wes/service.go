@@ -886,7 +886,9 @@ func (s *Service) OpenLog(ctx context.Context, u User, id, stream string) (io.Re
 			return f, r, nil
 		}
 		if !errors.Is(err, os.ErrNotExist) {
-			return nil, nil, fmt.Errorf("open log: %w", err)
+			// The cluster is away; the log is there when it is back.
+			s.log.Warn("open log on the cluster", "run", id, "err", err)
+			return nil, nil, fmt.Errorf("%w: the run's log cannot be read from the cluster just now", ErrUnavailable)
 		}
 	}
 	f, err := os.Open(filepath.Join(s.LocalRunDir(id), name))

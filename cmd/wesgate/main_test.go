@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lineWriter hands the first line that contains a marker to a channel.
+type lineWriter struct {
+	mu     sync.Mutex
+	buf    strings.Builder
+	marker string
+	found  chan string
+	sent   bool
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if !w.sent {
+		for _, line := range strings.Split(w.buf.String(), "\n") {
+			if strings.Contains(line, w.marker) {
+				w.found <- line
+				w.sent = true
+				break
+			}
+		}
+	}
+	return len(p), nil
+}
+
+// startWesgate runs the whole program until the test ends or stop is
+// called, and returns its base URL.
+func startWesgate(t *testing.T, args ...string) (base string, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lineWriter{marker: "listening on", found: make(chan string, 1)}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, func(string) string { return "" }, out, io.Discard) }()
+	select {
+	case line := <-out.found:
+		_, rest, _ := strings.Cut(line, "http://")
+		addr, _, _ := strings.Cut(rest, "/")
+		base = "http://" + addr
+	case err := <-done:
+		cancel()
+		t.Fatalf("wesgate stopped at start: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("wesgate did not start within 30s")
+	}
+	var once sync.Once
+	var result error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case result = <-done:
+			case <-time.After(30 * time.Second):
+				result = fmt.Errorf("wesgate did not stop within 30s")
+			}
+		})
+		return result
+	}
+	t.Cleanup(func() { stop() })
+	return base, stop
+}
+
+func TestRunServesAndShutsDown(t *testing.T) {
+	data := t.TempDir()
+	base, stop := startWesgate(t, "serve", "--addr", "127.0.0.1:0", "--data", data)
+	resp, err := http.Get(base + "/ga4gh/wes/v1/service-info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Type struct{ Artifact, Version string }
+	}
+	json.NewDecoder(resp.Body).Decode(&info)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || info.Type.Artifact != "wes" || info.Type.Version != "1.1.0" {
+		t.Fatalf("service-info: %d %+v", resp.StatusCode, info)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("graceful shutdown: %v", err)
+	}
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Fatal("still serving after shutdown")
+	}
+	if _, err := os.Stat(filepath.Join(data, "wesgate.db")); err != nil {
+		t.Fatalf("database not in the data directory: %v", err)
+	}
+}
+
+func TestRunRefusesPublicAddressWithoutAuth(t *testing.T) {
+	err := run(context.Background(), []string{"--addr", "0.0.0.0:0", "--data", t.TempDir()},
+		func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Fatalf("err = %v, want a refusal that explains loopback", err)
+	}
+}
+
+func TestRunConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"unknown key": "adr = \"127.0.0.1:0\"\n",
+		"bad kind":    "[executor]\nkind = \"pbs\"\n",
+		"bad metrics": "[metrics]\naccess = \"everyone\"\n",
+		"oidc no url": "[auth]\nmode = \"oidc\"\nissuer = \"https://idp.example\"\nclient_id = \"x\"\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".toml")
+			os.WriteFile(cfg, []byte(body), 0o600)
+			err := run(context.Background(), []string{"--addr", "127.0.0.1:0", "--data", t.TempDir(), "--config", cfg},
+				func(string) string { return "" }, io.Discard, io.Discard)
+			if err == nil {
+				t.Fatal("started with a bad configuration")
+			}
+		})
+	}
+}
+
+// TestRestartSettlesLocalRuns: a run whose local process ended with wesgate
+// is settled as SYSTEM_ERROR with a reason at the next start, never left
+// RUNNING.
+func TestRestartSettlesLocalRuns(t *testing.T) {
+	dir := t.TempDir()
+	engine := filepath.Join(dir, "engine.sh")
+	os.WriteFile(engine, []byte("#!/bin/sh\n[ \"$1\" = --version ] && { echo stand-in 1.0; exit 0; }\nexec sleep 300\n"), 0o755)
+	cfg := filepath.Join(dir, "wesgate.toml")
+	os.WriteFile(cfg, fmt.Appendf(nil, "[runs]\npoll_interval = \"200ms\"\n[[engines]]\nname = \"cwltool\"\ncommand = [%q, \"{workflow}\"]\nversion_command = [%q, \"--version\"]\n", engine, engine), 0o600)
+	data := filepath.Join(dir, "data")
+	args := []string{"--addr", "127.0.0.1:0", "--data", data, "--config", cfg}
+
+	base, stop := startWesgate(t, args...)
+	id := postRun(t, base)
+	waitState(t, base, id, "RUNNING")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	base, _ = startWesgate(t, args...)
+	waitState(t, base, id, "SYSTEM_ERROR")
+	resp, err := http.Get(base + "/ga4gh/wes/v1/runs/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rl struct {
+		RunLog struct {
+			SystemLogs []string `json:"system_logs"`
+			ExitCode   int      `json:"exit_code"`
+			EndTime    string   `json:"end_time"`
+		} `json:"run_log"`
+	}
+	json.NewDecoder(resp.Body).Decode(&rl)
+	if len(rl.RunLog.SystemLogs) == 0 || rl.RunLog.EndTime == "" {
+		t.Fatalf("settled run has no reason or end time: %+v", rl.RunLog)
+	}
+}
+
+// postRun submits a run with one attached workflow file.
+func postRun(t *testing.T, base string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/ga4gh/wes/v1/runs", strings.NewReader("--X\r\n"+
+		"Content-Disposition: form-data; name=\"workflow_type\"\r\n\r\nCWL\r\n--X\r\n"+
+		"Content-Disposition: form-data; name=\"workflow_type_version\"\r\n\r\nv1.2\r\n--X\r\n"+
+		"Content-Disposition: form-data; name=\"workflow_url\"\r\n\r\nwf.cwl\r\n--X\r\n"+
+		"Content-Disposition: form-data; name=\"workflow_attachment\"; filename=\"wf.cwl\"\r\n\r\ncwlVersion: v1.2\r\n--X--\r\n"))
+	req.Header.Set("Content-Type", "multipart/form-data; boundary=X")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		RunID string `json:"run_id"`
+		Msg   string `json:"msg"`
+	}
+	json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST /runs: %d %s", resp.StatusCode, out.Msg)
+	}
+	return out.RunID
+}
+
+func waitState(t *testing.T, base, id, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	last := ""
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/ga4gh/wes/v1/runs/" + id + "/status")
+		if err == nil {
+			var st struct{ State string }
+			json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			last = st.State
+			if st.State == want {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("run %s is %s, want %s", id, last, want)
+}

@@ -201,7 +201,7 @@ func (s *Server) handleListRuns() http.Handler {
 			return
 		}
 		q := r.URL.Query()
-		opts := wes.ListOptions{PageSize: size, PageToken: q.Get("page_token"), Tag: q.Get("tag"), Username: q.Get("user")}
+		opts := wes.ListOptions{PageSize: size, PageToken: q.Get("page_token"), Tag: q.Get("tag"), Username: q.Get("user"), Brief: true}
 		for _, st := range q["state"] {
 			for _, one := range strings.Split(st, ",") {
 				opts.States = append(opts.States, wes.State(strings.ToUpper(strings.TrimSpace(one))))

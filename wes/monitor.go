@@ -171,7 +171,9 @@ func (s *Service) submit(ctx context.Context, r *Run) {
 	s.mu.Lock()
 	delete(s.waitLogged, r.ID)
 	s.mu.Unlock()
-	err = s.store.UpdateRun(ctx, r.ID, func(r *Run) error {
+	// The job exists now: record it even while shutting down, so that a
+	// restart follows this job rather than looking for it.
+	err = s.store.UpdateRun(context.WithoutCancel(ctx), r.ID, func(r *Run) error {
 		r.JobID, r.RunDir, r.Cmd = jobID, dir, cmd
 		return nil
 	})

@@ -719,6 +719,7 @@ type ListOptions struct {
 	PageToken string
 	States    []State
 	Tag       string // "key" or "key:value"... see ParseTagFilter
+	Brief     bool   // only the fields of a WES RunSummary are needed
 	Username  string // only the runs of this cluster user (admins use it to look at one person's runs)
 }
 
@@ -726,7 +727,7 @@ type ListOptions struct {
 // Runs created while a client pages appear only before its first page, so
 // paging never repeats or skips a run.
 func (s *Service) ListRuns(ctx context.Context, u User, o ListOptions) ([]*Run, string, error) {
-	q := ListQuery{Owner: owner(u), Username: o.Username, States: o.States, Limit: s.pageSize(o.PageSize)}
+	q := ListQuery{Owner: owner(u), Username: o.Username, States: o.States, Limit: s.pageSize(o.PageSize), Brief: o.Brief}
 	for _, st := range o.States {
 		if !st.Valid() {
 			return nil, "", Invalid("state", fmt.Sprintf("%q is not a WES state", truncate(string(st), 40)))

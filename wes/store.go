@@ -78,6 +78,9 @@ type ListQuery struct {
 	TagValue string
 	Before   int64 // only runs with Seq below this (0: from the newest)
 	Limit    int
+	// Brief fills only what a WES RunSummary needs: Seq, ID, State,
+	// Request.Tags, Started and Ended.
+	Brief bool
 }
 
 // Store keeps runs durably. Every method is one transaction.

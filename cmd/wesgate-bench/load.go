@@ -51,6 +51,7 @@ max_jobs = 2
 name = "cwltool"
 command = [%q, "{workflow}"]
 version_command = [%q, "--version"]
+outputs = "workdir"
 [[engines]]
 name = "snakemake"
 disabled = true

@@ -226,7 +226,11 @@ func (db *DB) ListRuns(ctx context.Context, q wes.ListQuery) ([]*wes.Run, error)
 		conds = append(conds, "EXISTS (SELECT 1 FROM run_tags t WHERE t.run_seq = r.seq AND t.key = ? AND t.value = ?)")
 		args = append(args, q.TagKey, q.TagValue)
 	}
-	query := `SELECT ` + summaryColumns + ` FROM runs r`
+	cols, scan := summaryColumns, scanSummary
+	if q.Brief {
+		cols, scan = briefColumns, scanBrief
+	}
+	query := `SELECT ` + cols + ` FROM runs r`
 	if len(conds) > 0 {
 		query += " WHERE " + strings.Join(conds, " AND ")
 	}
@@ -239,13 +243,36 @@ func (db *DB) ListRuns(ctx context.Context, q wes.ListQuery) ([]*wes.Run, error)
 	defer rows.Close()
 	var runs []*wes.Run
 	for rows.Next() {
-		r, err := scanSummary(rows)
+		r, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
 		runs = append(runs, r)
 	}
 	return runs, rows.Err()
+}
+
+// briefColumns are what a WES RunSummary shows.
+const briefColumns = `r.seq, r.id, r.state, r.tags, r.started, r.ended`
+
+func scanBrief(row scanner) (*wes.Run, error) {
+	var (
+		r              wes.Run
+		state, tags    string
+		started, ended string
+	)
+	if err := row.Scan(&r.Seq, &r.ID, &state, &tags, &started, &ended); err != nil {
+		return nil, err
+	}
+	r.State = wes.State(state)
+	var errs [3]error
+	errs[0] = json.Unmarshal([]byte(tags), &r.Request.Tags)
+	r.Started, errs[1] = parseTime(started)
+	r.Ended, errs[2] = parseTime(ended)
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("run %s: %w", r.ID, err)
+	}
+	return &r, nil
 }
 
 // CountStates counts runs by state.

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -206,8 +207,92 @@ disabled = true
 	fmt.Fprintf(stdout, "| GET status during the burst p50 / p99 / max (%d probes) | %s / %s / %s |\n", len(probeLat),
 		ms(pct(probeLat, .5)), ms(pct(probeLat, .99)), ms(pct(probeLat, 1)))
 	fmt.Fprintf(stdout, "| server peak RSS | %.1f MB |\n", float64(hwm)/1e6)
+	abuse := abuseChecks(hc, base)
+	hwmAfter, _ := memory(srv.Process.Pid)
+	fmt.Fprintln(stdout, "\n| abusive request | answer | took |")
+	fmt.Fprintln(stdout, "|---|---:|---:|")
+	bad := 0
+	for _, a := range abuse {
+		fmt.Fprintf(stdout, "| %s | %d | %s |\n", a.name, a.status, ms(a.took))
+		if a.status < 400 || a.status >= 500 {
+			bad++
+		}
+	}
+	fmt.Fprintf(stdout, "\nserver peak RSS after the abusive requests: %.1f MB\n", float64(hwmAfter)/1e6)
+	if bad > 0 {
+		return fmt.Errorf("load: %d abusive requests did not get a 4xx", bad)
+	}
 	if missing+twice+incomplete > 0 || failures.Load() > 0 {
 		return fmt.Errorf("load: %d failed, %d missing, %d twice, %d incomplete", failures.Load(), missing, twice, incomplete)
 	}
 	return nil
+}
+
+type abuseResult struct {
+	name   string
+	status int
+	took   time.Duration
+}
+
+// abuseChecks sends requests meant to exhaust the server: each must get a
+// clear 4xx without the server holding the body in memory.
+func abuseChecks(hc *http.Client, base string) []abuseResult {
+	var out []abuseResult
+	send := func(name, contentType string, body io.Reader) {
+		t := time.Now()
+		req, _ := http.NewRequest(http.MethodPost, base+"/runs", body)
+		req.Header.Set("Content-Type", contentType)
+		status := 0
+		if resp, err := hc.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			status = resp.StatusCode
+		}
+		out = append(out, abuseResult{name, status, time.Since(t)})
+	}
+	// 5,000 tiny attachments (the limit is 1,000).
+	var many bytes.Buffer
+	mw := multipart.NewWriter(&many)
+	mw.WriteField("workflow_type", "CWL")
+	mw.WriteField("workflow_type_version", "v1.2")
+	mw.WriteField("workflow_url", "f0.txt")
+	for i := range 5000 {
+		fw, _ := mw.CreateFormFile("workflow_attachment", fmt.Sprintf("f%d.txt", i))
+		fw.Write([]byte("x"))
+	}
+	mw.Close()
+	send("5,000 attachments", mw.FormDataContentType(), &many)
+	// workflow_params nested 100,000 deep.
+	var deep bytes.Buffer
+	mw = multipart.NewWriter(&deep)
+	mw.WriteField("workflow_type", "CWL")
+	mw.WriteField("workflow_type_version", "v1.2")
+	mw.WriteField("workflow_url", "wf.cwl")
+	mw.WriteField("workflow_params", strings.Repeat("[", 100000)+strings.Repeat("]", 100000))
+	fw, _ := mw.CreateFormFile("workflow_attachment", "wf.cwl")
+	fw.Write([]byte("cwlVersion: v1.2\n"))
+	mw.Close()
+	send("workflow_params nested 100,000 deep", mw.FormDataContentType(), &deep)
+	// A 1 GiB body, streamed (the limit is 256 MiB).
+	pr, pw := io.Pipe()
+	bigw := multipart.NewWriter(pw)
+	go func() {
+		mw := bigw
+		fw, _ := mw.CreateFormFile("workflow_attachment", "big.bin")
+		chunk := make([]byte, 1<<20)
+		for range 1024 {
+			if _, err := fw.Write(chunk); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		mw.Close()
+		pw.Close()
+	}()
+	send("1 GiB body, streamed", bigw.FormDataContentType(), pr)
+	pr.Close() // stop the writer if the server answered early
+	// A JSON body of 20 MiB in one field (fields are limited to 8 MiB).
+	send("20 MiB workflow_params (JSON body)", "application/json",
+		strings.NewReader(`{"workflow_type":"CWL","workflow_type_version":"v1.2","workflow_url":"x","workflow_params":"`+strings.Repeat("a", 20<<20)+`"}`))
+	return out
 }

@@ -32,6 +32,9 @@ type config struct {
 	LogLevel        string `toml:"log_level"`
 	LogFormat       string `toml:"log_format"`
 	MaxRequestBytes int64  `toml:"max_request_bytes"`
+	// Slow clients: how long headers, and a whole request, may take.
+	ReadHeaderTimeout duration `toml:"read_header_timeout"`
+	ReadTimeout       duration `toml:"read_timeout"`
 
 	Service struct {
 		ID               string `toml:"id"`
@@ -139,6 +142,8 @@ func defaultConfig() config {
 	c.LogLevel = "info"
 	c.LogFormat = "text"
 	c.MaxRequestBytes = 256 << 20
+	c.ReadHeaderTimeout = duration{10 * time.Second}
+	c.ReadTimeout = duration{15 * time.Minute}
 	c.Service.ID = "org.ga4gh.wesgate"
 	c.Service.Name = "wesgate"
 	c.Service.Description = "GA4GH WES for a Slurm cluster"

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -212,4 +213,48 @@ func waitState(t *testing.T, base, id, want string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("run %s is %s, want %s", id, last, want)
+}
+
+// TestSlowClientIsCutOff: a client that sends its headers a byte at a time
+// is disconnected after read_header_timeout, and others are served meanwhile.
+func TestSlowClientIsCutOff(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "wesgate.toml")
+	os.WriteFile(cfg, []byte("read_header_timeout = \"1s\"\n"), 0o600)
+	base, _ := startWesgate(t, "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--config", cfg)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	closed := false
+	for _, b := range []byte("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ") {
+		if _, err := conn.Write([]byte{b}); err != nil {
+			closed = true
+			break
+		}
+		// Meanwhile a normal client is served.
+		if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("a normal client was not served while a slow one was connected: %v", err)
+		} else {
+			resp.Body.Close()
+		}
+		time.Sleep(150 * time.Millisecond)
+		if time.Since(start) > 5*time.Second {
+			break
+		}
+	}
+	if !closed {
+		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 512)
+		n, err := conn.Read(buf)
+		closed = err != nil || strings.Contains(string(buf[:n]), "408")
+	}
+	if !closed {
+		t.Fatal("the slow client was not cut off")
+	}
+	if took := time.Since(start); took > 6*time.Second {
+		t.Fatalf("cut off after %s, want about 1s", took)
+	}
 }

@@ -238,8 +238,16 @@ func (e *Executor) since() string {
 
 // stage copies localDir/work to the run directory and writes the script.
 func (e *Executor) stage(fsys *sftp.Client, job scheduler.Job, localDir string) error {
-	for _, d := range []string{job.Dir, job.Dir + "/" + scheduler.WorkDir, job.Dir + "/" + scheduler.OutputsDir} {
-		if err := fsys.MkdirAll(d); err != nil {
+	// The run directory is the owner's alone (0750), so the files in it keep
+	// the server's default mode without a chmod each: fewer round trips.
+	if err := mkdir(fsys, job.Dir); err != nil {
+		return err
+	}
+	if err := fsys.Chmod(job.Dir, 0o750); err != nil {
+		return err
+	}
+	for _, d := range []string{job.Dir + "/" + scheduler.WorkDir, job.Dir + "/" + scheduler.OutputsDir} {
+		if err := mkdir(fsys, d); err != nil {
 			return err
 		}
 	}
@@ -254,22 +262,31 @@ func (e *Executor) stage(fsys *sftp.Client, job scheduler.Job, localDir string) 
 		}
 		remote := job.Dir + "/" + scheduler.WorkDir + "/" + filepath.ToSlash(rel)
 		if d.IsDir() {
-			return fsys.MkdirAll(remote)
+			return mkdir(fsys, remote)
 		}
 		if !d.Type().IsRegular() {
 			return nil
 		}
-		return upload(fsys, p, remote, 0o640)
+		return upload(fsys, p, remote)
 	})
 	if err != nil {
 		return err
 	}
 	// The script goes last: its presence tells a later attempt that this one
 	// may have reached sbatch.
-	return writeRemote(fsys, job.Dir+"/"+scheduler.ScriptFile, job.Script, 0o750)
+	return writeRemote(fsys, job.Dir+"/"+scheduler.ScriptFile, job.Script)
 }
 
-func upload(fsys *sftp.Client, local, remote string, mode os.FileMode) error {
+// mkdir makes a directory in one round trip when its parent exists (the
+// usual case), else with its parents; an existing directory is fine.
+func mkdir(fsys *sftp.Client, dir string) error {
+	if fsys.Mkdir(dir) == nil {
+		return nil
+	}
+	return fsys.MkdirAll(dir)
+}
+
+func upload(fsys *sftp.Client, local, remote string) error {
 	src, err := os.Open(local)
 	if err != nil {
 		return err
@@ -283,24 +300,18 @@ func upload(fsys *sftp.Client, local, remote string, mode os.FileMode) error {
 		dst.Close()
 		return err
 	}
-	if err := dst.Chmod(mode); err != nil {
-		dst.Close()
-		return err
-	}
 	return dst.Close()
 }
 
-func writeRemote(fsys *sftp.Client, remote string, data []byte, mode os.FileMode) error {
+// writeRemote writes a file whole or not at all (a temporary name, then a
+// rename).
+func writeRemote(fsys *sftp.Client, remote string, data []byte) error {
 	tmp := remote + ".tmp"
 	dst, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return err
 	}
 	if _, err := dst.Write(data); err != nil {
-		dst.Close()
-		return err
-	}
-	if err := dst.Chmod(mode); err != nil {
 		dst.Close()
 		return err
 	}

@@ -149,6 +149,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}),
 			hammer(ctx, client, "GET /runs/{id} (RunLog)", c, *dur/2, func(r *rand.Rand) string {
 				return base + "/runs/" + ids[r.IntN(len(ids))]
+			}),
+			hammer(ctx, client, "GET /runs/{id} run page (HTML)", c, *dur/2, func(r *rand.Rand) string {
+				return "http://" + addr + "/runs/" + ids[r.IntN(len(ids))]
 			}))
 	}
 	hwm, rss := memory(srv.Process.Pid)

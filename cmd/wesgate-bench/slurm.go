@@ -153,6 +153,15 @@ default_partition = %q
 		time.Sleep(time.Second)
 	}
 	remote(client, "squeue --me --noheader --states=PENDING --format=%i | xargs -r scontrol hold")
+	// What wesgate's one squeue per tick costs when run bare on an open connection.
+	var bareSqueue []time.Duration
+	for range *samples {
+		t := time.Now()
+		if _, err := remote(client, "TZ=UTC squeue --me --noheader --states=all --format='%i|%T|%r|%P|%N|%S'"); err != nil {
+			return fmt.Errorf("bare squeue: %w", err)
+		}
+		bareSqueue = append(bareSqueue, time.Since(t))
+	}
 	logs.reset()
 	cpu0 := cpuTime(srv.Process.Pid)
 	window := 6 * *poll
@@ -186,6 +195,7 @@ default_partition = %q
 		lag = append(lag, seen.Sub(ended))
 	}
 
+	med := func(d []time.Duration) time.Duration { return d[len(d)/2] }
 	slices.Sort(bare)
 	slices.Sort(viaWES)
 	slices.Sort(staging)
@@ -193,7 +203,6 @@ default_partition = %q
 		staging = []time.Duration{0}
 	}
 	slices.Sort(lag)
-	med := func(d []time.Duration) time.Duration { return d[len(d)/2] }
 	fmt.Fprintf(stdout, "\nwesgate on the Slurm lab, %s, %d CPUs (%s)\n\n", time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), cpuModel())
 	fmt.Fprintln(stdout, "| measure | value | target |")
 	fmt.Fprintln(stdout, "|---|---:|---|")
@@ -205,7 +214,18 @@ default_partition = %q
 		maxDur = max(maxDur, t.took)
 	}
 	fmt.Fprintf(stdout, "| remote commands per tick (max) | %d | at most 2 per identity |\n", maxCmds)
-	fmt.Fprintf(stdout, "| poll tick duration (max) | %s | |\n", ms(maxDur))
+	var durs []time.Duration
+	for _, t := range ticks {
+		durs = append(durs, t.took)
+	}
+	slices.Sort(durs)
+	slices.Sort(bareSqueue)
+	if len(durs) == 0 {
+		durs = []time.Duration{0}
+	}
+	fmt.Fprintf(stdout, "| poll tick duration (median / max) | %s / %s | |\n", ms(med(durs)), ms(maxDur))
+	fmt.Fprintf(stdout, "| bare squeue of the same jobs on an open SSH connection (median) | %s | |\n", ms(med(bareSqueue)))
+	fmt.Fprintf(stdout, "| ratio, tick to bare squeue | %.2f | |\n", float64(med(durs))/float64(med(bareSqueue)))
 	fmt.Fprintf(stdout, "| wesgate CPU while polling | %.1f%% of one core | |\n", 100*float64(cpu1-cpu0)/float64(window))
 	fmt.Fprintf(stdout, "| wesgate RSS / peak RSS | %.1f MB / %.1f MB | |\n", float64(rss)/1e6, float64(hwm)/1e6)
 	fmt.Fprintf(stdout, "| bare sbatch over an open SSH connection (median) | %s | |\n", ms(med(bare)))

@@ -76,7 +76,13 @@ func (s *Server) decodeRunRequest(r *http.Request, d *wes.Draft) error {
 		}
 		return s.decodeMultipart(r, d)
 	case "application/json":
-		return decodeJSONRequest(r.Body, d)
+		// A JSON request carries no files: its size is bounded by its
+		// fields, so it is never held in memory much beyond that.
+		limit := s.runs.Limits().MaxFieldBytes + 1<<20
+		if r.ContentLength > limit {
+			return wes.ErrTooLarge
+		}
+		return decodeJSONRequest(http.MaxBytesReader(nil, r.Body, limit), d)
 	case "application/x-www-form-urlencoded":
 		if err := r.ParseForm(); err != nil {
 			return bodyError(err)

@@ -108,51 +108,58 @@ func bodyError(err error) error {
 }
 
 func (s *Server) decodeMultipart(r *http.Request, d *wes.Draft) error {
+	_, err := s.readMultipart(r, d, d.SetField, func() { d.Reject(wes.FieldAttachment, "a part has no filename") })
+	return err
+}
+
+// readMultipart streams a multipart body into the draft: workflow_attachment
+// parts are stored under their file name (noName is called for one without),
+// and every other part is a field, bounded by the field limit (some clients
+// send the JSON fields as file parts; their content counts). It returns the
+// attachments' names in the order they came.
+func (s *Server) readMultipart(r *http.Request, d *wes.Draft, field func(name, value string), noName func()) ([]string, error) {
 	mr, err := r.MultipartReader()
 	if err != nil {
-		return bodyError(err)
+		return nil, bodyError(err)
 	}
 	limit := s.runs.Limits().MaxFieldBytes
+	var files []string
 	for {
 		part, err := mr.NextPart()
 		if err == io.EOF {
-			return nil
+			return files, nil
 		}
 		if err != nil {
-			return bodyError(err)
+			return nil, bodyError(err)
 		}
-		name := part.FormName()
+		if name := part.FormName(); name != wes.FieldAttachment {
+			b, err := io.ReadAll(io.LimitReader(part, limit+1))
+			part.Close()
+			if err != nil {
+				return nil, bodyError(err)
+			}
+			field(name, string(b))
+			continue
+		}
 		// Part.FileName drops directories; the filename parameter keeps them.
 		_, cd, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
-		filename, hasFile := cd["filename"]
-		switch {
-		case name == wes.FieldAttachment:
-			if !hasFile {
-				d.Reject(wes.FieldAttachment, "a part has no filename")
-				io.Copy(io.Discard, part)
-				break
-			}
-			if err := d.AddAttachment(filename, part); err != nil {
-				part.Close()
-				var tooBig *http.MaxBytesError
-				if errors.As(err, &tooBig) {
-					return err
-				}
-				if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "multipart") {
-					return bodyError(err)
-				}
-				return fmt.Errorf("store attachment: %w", err)
-			}
-		default:
-			// Some clients send the JSON fields as file parts; take the content.
-			b, err := io.ReadAll(io.LimitReader(part, limit+1))
-			if err != nil {
-				part.Close()
-				return bodyError(err)
-			}
-			d.SetField(name, string(b))
+		filename := cd["filename"]
+		if filename == "" {
+			noName()
+			io.Copy(io.Discard, part)
+			part.Close()
+			continue
 		}
+		files = append(files, filename)
+		err = d.AddAttachment(filename, part)
 		part.Close()
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "multipart") {
+				return nil, bodyError(err)
+			}
+			return nil, fmt.Errorf("store attachment: %w", err) // the disk: 507 when full, else 500
+		}
 	}
 }
 

@@ -413,44 +413,15 @@ func (s *Server) handleSubmitForm() http.Handler {
 }
 
 // readSubmitForm streams the form's files into the draft and keeps its
-// text fields in values.
+// text fields in values. An empty file input sends a part without a name.
 func (s *Server) readSubmitForm(r *http.Request, d *wes.Draft, values map[string]string, files *[]string) error {
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct != "multipart/form-data" {
 		return wes.Invalid("form", "must be sent as multipart/form-data")
 	}
-	mr, err := r.MultipartReader()
-	if err != nil {
-		return bodyError(err)
-	}
-	for {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return bodyError(err)
-		}
-		name := part.FormName()
-		if name == wes.FieldAttachment {
-			_, cd, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
-			if fn := cd["filename"]; fn != "" {
-				*files = append(*files, fn)
-				if err := d.AddAttachment(fn, part); err != nil {
-					part.Close()
-					return bodyError(err)
-				}
-			}
-			part.Close()
-			continue
-		}
-		b, err := io.ReadAll(io.LimitReader(part, s.runs.Limits().MaxFieldBytes+1))
-		part.Close()
-		if err != nil {
-			return bodyError(err)
-		}
-		values[name] = string(b)
-	}
+	names, err := s.readMultipart(r, d, func(name, value string) { values[name] = value }, func() {})
+	*files = names
+	return err
 }
 
 // formToRequest maps the submit form's fields to WES run request fields.

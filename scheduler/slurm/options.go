@@ -58,16 +58,6 @@ func checkTime(v string) error {
 			return bad
 		}
 		rest = r
-		parts := strings.Split(rest, ":")
-		if len(parts) > 3 {
-			return bad
-		}
-		for _, p := range parts {
-			if !digits(p) {
-				return bad
-			}
-		}
-		return nil
 	}
 	parts := strings.Split(rest, ":")
 	if len(parts) > 3 {

@@ -305,13 +305,35 @@ func faultDiskFull(ctx context.Context, bin, work string, stdout, stderr io.Writ
 		return fmt.Errorf("diskfull: grow tmpfs: %v: %s", err, out)
 	}
 	_, after, _ := postStatus(hc, srv.base, big)
-	fmt.Fprintf(stdout, "\ndata directory on a 4 MiB disk, 8 runs of 1 MiB each, then the disk grows to 64 MiB\n\n")
+	// The disk turns read-only: a running wesgate holds its database open,
+	// so the filesystem cannot be remounted under it; wesgate is stopped,
+	// the disk remounted read-only, and wesgate started on it.
+	srv.stop()
+	if out, err := exec.Command("mount", "-o", "remount,ro", mnt).CombinedOutput(); err != nil {
+		return fmt.Errorf("diskfull: remount read-only: %v: %s", err, out)
+	}
+	var roErr strings.Builder
+	roStart := exec.CommandContext(ctx, bin, "--addr", "127.0.0.1:0", "--data", data, "--config", cfg)
+	roStart.Stderr = &roErr
+	roRun := roStart.Run()
+	readOnlyMsg := lastLine(roErr.String())
+	if out, err := exec.Command("mount", "-o", "remount,rw", mnt).CombinedOutput(); err != nil {
+		return fmt.Errorf("diskfull: remount read-write: %v: %s", err, out)
+	}
+	srv, err = startServer(ctx, bin, cfg, data, io.Discard)
+	if err != nil {
+		return fmt.Errorf("diskfull: start after the disk is writable again: %w", err)
+	}
+	_, writable, _ := postStatus(hc, srv.base, "small")
+	fmt.Fprintf(stdout, "\ndata directory on a 4 MiB disk, 8 runs of 1 MiB each, then the disk grows to 64 MiB, then turns read-only and back\n\n")
 	fmt.Fprintln(stdout, "| measure | value |")
 	fmt.Fprintln(stdout, "|---|---:|")
 	fmt.Fprintf(stdout, "| answers while filling | %v |\n", statuses)
 	fmt.Fprintf(stdout, "| first refusal's message | %s |\n", firstFullMsg)
 	fmt.Fprintf(stdout, "| runs stored / half-written run directories / staging left in tmp | %d / %d / %d |\n", len(storedFull), half, len(tmpLeft))
 	fmt.Fprintf(stdout, "| POST after space returned | %d |\n", after)
+	fmt.Fprintf(stdout, "| start on a read-only disk | refused: %s |\n", readOnlyMsg)
+	fmt.Fprintf(stdout, "| start and POST once writable again | %d |\n", writable)
 	var problems []string
 	if statuses[http.StatusInternalServerError] > 0 {
 		problems = append(problems, "a full disk gave 500")
@@ -321,6 +343,9 @@ func faultDiskFull(ctx context.Context, bin, work string, stdout, stderr io.Writ
 	}
 	if after != http.StatusOK {
 		problems = append(problems, "no recovery after space returned")
+	}
+	if roRun == nil || readOnlyMsg == "" || writable != http.StatusOK {
+		problems = append(problems, "a read-only disk was not refused clearly at start, or there was no recovery")
 	}
 	if len(problems) > 0 {
 		return errors.New("diskfull: " + strings.Join(problems, "; "))
@@ -340,6 +365,11 @@ func postStatus(hc *http.Client, base, attachment string) (string, int, string) 
 		msg = m
 	}
 	return "", code, msg
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
 
 // countHalfWritten counts run directories that belong to no stored run.

@@ -249,6 +249,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	if err := checkWritable(dataDir); err != nil {
+		return err
+	}
 
 	db, err := sqlite.Open(ctx, filepath.Join(dataDir, "wesgate.db"))
 	if err != nil {
@@ -373,6 +376,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("shutdown", "err", err)
 	}
 	return runErr // the deferred stopBackground ends the monitor and the session cleanup
+}
+
+// checkWritable fails clearly when the data directory cannot be written
+// (a read-only or full disk), before the database reports it obscurely.
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".write-check-")
+	if err == nil {
+		_, err = f.Write([]byte("ok"))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		os.Remove(f.Name())
+	}
+	if err != nil {
+		return fmt.Errorf("data directory %s is not writable: %w", dir, err)
+	}
+	return nil
 }
 
 func firstOf(vals ...string) string {

@@ -111,6 +111,7 @@ default_partition = %q
 		}
 		bare = append(bare, time.Since(t))
 		remote(client, "scancel "+strings.TrimSpace(out))
+		settle(client)
 	}
 	sleepWF := "cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: [sleep, \"3600\"]\ninputs: []\noutputs: []\n"
 	logs.mu.Lock()
@@ -145,6 +146,7 @@ default_partition = %q
 		if err := waitSqueue(ctx, client, "wes-"+id); err != nil {
 			return err
 		}
+		settle(client) // the next sample must not compete with this job's engine
 	}
 	// Until seen: another client polls squeue as fast as it can.
 	for range *samples {
@@ -157,6 +159,7 @@ default_partition = %q
 			return err
 		}
 		viaWES = append(viaWES, time.Since(t))
+		settle(client)
 	}
 	logs.mu.Lock()
 	staging := slices.Clone(logs.staged)
@@ -274,6 +277,14 @@ default_partition = %q
 	fmt.Fprintf(stdout, "| job end to terminal state in the API (median / max) | %s / %s | poll interval (%s) + 1 s |\n",
 		ms(med(lag)), ms(lag[len(lag)-1]), *poll)
 	return nil
+}
+
+// settle cancels the benchmark's jobs and lets the machine go quiet, so that
+// every latency sample starts from the same idle cluster (the lab's node is
+// this machine: a starting engine would take the CPU from the next sample).
+func settle(client *ssh.Client) {
+	remote(client, "scancel --me")
+	time.Sleep(700 * time.Millisecond)
 }
 
 func labSSH(lab map[string]string) (*ssh.Client, error) {

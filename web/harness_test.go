@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/wesgate/wesgate/auth"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/wesgate/wesgate/scheduler/local"
@@ -50,6 +52,9 @@ type envOptions struct {
 	// Auth builds the authenticator on the env's database (nil: the local
 	// development identity).
 	Auth func(t testing.TB, db *sqlite.DB) auth.Authenticator
+	// MetricsAccess, when set, registers and serves Prometheus metrics with
+	// this access mode (web.MetricsLoopback, ...).
+	MetricsAccess string
 	// Scheduler, when set, replaces the executor (for example a Slurm
 	// executor in per-user mode).
 	Scheduler func(t testing.TB, log *slog.Logger) wes.Scheduler
@@ -149,6 +154,12 @@ func newTestEnv(t testing.TB, o envOptions) *testEnv {
 	}
 	var svc *wes.Service
 	wake := make(chan struct{}, 1)
+	var registry *prometheus.Registry
+	var reg prometheus.Registerer // stays a nil interface without metrics
+	if o.MetricsAccess != "" {
+		registry = prometheus.NewRegistry()
+		reg = registry
+	}
 	var sched wes.Scheduler
 	if o.Scheduler != nil {
 		sched = o.Scheduler(t, log)
@@ -172,7 +183,7 @@ func newTestEnv(t testing.TB, o envOptions) *testEnv {
 	svc, err = wes.NewService(ctx, wes.Config{
 		DataDir: data, Engines: engines, Limits: o.Limits, PollInterval: poll,
 		Info:    wes.Info{ID: "org.ga4gh.wesgate.test", Name: "wesgate test", OrganizationName: "Test University", OrganizationURL: "https://example.org", Version: "test"},
-		Fetcher: o.Fetcher, FileURLPrefixes: o.FilePrefixes,
+		Fetcher: o.Fetcher, FileURLPrefixes: o.FilePrefixes, Metrics: reg,
 		GoneGrace: o.GoneGrace,
 	}, db, sched, log)
 	if err != nil {
@@ -203,7 +214,12 @@ func newTestEnv(t testing.TB, o envOptions) *testEnv {
 		}
 		authn = local
 	}
-	srv := httptest.NewServer(web.NewServer(web.Config{MaxRequestBytes: o.MaxRequestBytes}, svc, authn, log))
+	webCfg := web.Config{MaxRequestBytes: o.MaxRequestBytes}
+	if o.MetricsAccess != "" {
+		webCfg.Registry, webCfg.MetricsAccess = reg, o.MetricsAccess
+		webCfg.Metrics = promhttp.HandlerFor(registry, promhttp.HandlerOpts{})
+	}
+	srv := httptest.NewServer(web.NewServer(webCfg, svc, authn, log))
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()

@@ -65,10 +65,20 @@ func (s *Service) Dashboard(ctx context.Context, u User) (*Dashboard, error) {
 	return d, nil
 }
 
+// noteReach records that the cluster answered.
+func (s *Service) noteReach() {
+	s.mu.Lock()
+	s.lastReach = time.Now()
+	s.mu.Unlock()
+}
+
 // notePoll records the outcome of polling one account.
 func (s *Service) notePoll(account string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err == nil {
+		s.lastReach = time.Now()
+	}
 	p := s.polls[account]
 	p.Account = account
 	if err != nil {
@@ -100,12 +110,14 @@ func (s *Service) pollStatus() []PollStatus {
 	return out
 }
 
-// sample stores a queue sample every interval until ctx ends.
+// sample stores a queue sample every interval until ctx ends. Asking for
+// the queue also shows that the cluster can be reached when no run is active.
 func (s *Service) sample(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		if q, err := s.sched.Queue(ctx); err == nil {
+			s.noteReach()
 			err := s.store.AddSample(ctx, Sample{At: s.cfg.Now().UTC().Truncate(time.Second), Pending: q.Pending(), Running: q.Running()})
 			if err != nil && ctx.Err() == nil {
 				s.log.Warn("queue sample", "err", err)
@@ -125,8 +137,10 @@ type Pinger interface {
 }
 
 // Ready lists what keeps the service from working: a store that does not
-// answer, or a cluster account not polled successfully within three poll
-// intervals (at least a minute). Empty means ready.
+// answer, a cluster not reached (by a poll or a queue sample) for two sample
+// intervals and a minute, or a cluster account with active runs not polled
+// successfully within three poll intervals (at least a minute). Empty means
+// ready.
 func (s *Service) Ready(ctx context.Context) []string {
 	var problems []string
 	if p, ok := s.store.(Pinger); ok {
@@ -136,6 +150,16 @@ func (s *Service) Ready(ctx context.Context) []string {
 		}
 	}
 	limit := max(3*s.cfg.PollInterval, time.Minute)
+	s.mu.Lock()
+	lastReach := s.lastReach
+	s.mu.Unlock()
+	if reachLimit := 2*s.cfg.SampleInterval + time.Minute; time.Since(lastReach) > reachLimit {
+		if lastReach.IsZero() {
+			problems = append(problems, "the cluster has not been reached yet")
+		} else {
+			problems = append(problems, fmt.Sprintf("the cluster has not been reached for over %s", reachLimit.Round(time.Second)))
+		}
+	}
 	for _, p := range s.pollStatus() {
 		if time.Since(p.LastOK) > limit {
 			problems = append(problems, fmt.Sprintf("account %s has not been polled successfully for over %s", p.Account, limit))

@@ -80,6 +80,7 @@ type Service struct {
 	mu         sync.Mutex            // guards waitLogged and polls
 	waitLogged map[string]bool       // runs whose "waiting to submit" line is written
 	polls      map[string]PollStatus // account -> how its polls went
+	lastReach  time.Time             // the cluster last answered a poll or a queue sample
 }
 
 // NewService returns a Service. It makes the data directory and removes the

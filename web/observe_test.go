@@ -1,0 +1,108 @@
+package web_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wesgate/wesgate/web"
+	"github.com/wesgate/wesgate/wes"
+)
+
+func obGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// obEngine is a stand-in engine that ends at once.
+func obEngine(t *testing.T) []wes.Engine {
+	t.Helper()
+	e := wes.Engine{Name: "cwltool", Types: map[string][]string{"CWL": {"v1.2"}},
+		Command: []string{"/bin/true"}, VersionCommand: []string{"/bin/echo", "3.1"}, Outputs: wes.OutputsWorkdir}
+	if err := e.Detect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return []wes.Engine{e}
+}
+
+func TestObserveHealthReadyMetricsAndLogs(t *testing.T) {
+	logs := &syncBuffer{}
+	env := newTestEnv(t, envOptions{Engines: obEngine(t), MetricsAccess: web.MetricsLoopback, Log: logs})
+
+	if code, body := obGet(t, env.URL+"/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
+		t.Fatalf("healthz: %d %q", code, body)
+	}
+	// Ready once the database answers and the executor has been reached.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := obGet(t, env.URL+"/readyz")
+		var r struct {
+			Ready    bool     `json:"ready"`
+			Problems []string `json:"problems"`
+		}
+		json.Unmarshal([]byte(body), &r)
+		if code == 200 && r.Ready && len(r.Problems) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz never ready: %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Requests, then the metrics count them by route pattern and status.
+	resp, err := http.Post(env.API+"/runs", "application/json", strings.NewReader(
+		`{"workflow_type":"CWL","workflow_type_version":"v1.2","workflow_url":"https://example.org/wf.cwl"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close() // refused (the fetcher is off): a 400 to count
+	obGet(t, env.API+"/runs/00000000-0000-4000-8000-000000000000/status")
+	code, metrics := obGet(t, env.URL+"/metrics")
+	if code != 200 {
+		t.Fatalf("metrics from loopback: %d", code)
+	}
+	for _, want := range []string{
+		`wesgate_runs{state="COMPLETE"} 0`,
+		`wesgate_http_requests_total{method="POST",route="POST /ga4gh/wes/v1/runs",status="400"} 1`,
+		`wesgate_http_requests_total{method="GET",route="GET /ga4gh/wes/v1/runs/{run_id}/status",status="404"} 1`,
+		`wesgate_poll_duration_seconds_count`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	// One log line per request, with the route pattern, never the raw path's id.
+	if !strings.Contains(string(logs.Bytes()), `msg=request`) || !strings.Contains(string(logs.Bytes()), `route="GET /ga4gh/wes/v1/runs/{run_id}/status" status=404`) {
+		t.Errorf("no request log line with the route pattern:\n%s", string(logs.Bytes()))
+	}
+}
+
+func TestObserveMetricsAccess(t *testing.T) {
+	// From loopback but through a proxy: refused in loopback mode.
+	env := newTestEnv(t, envOptions{Engines: obEngine(t), MetricsAccess: web.MetricsLoopback})
+	req, _ := http.NewRequest(http.MethodGet, env.URL+"/metrics", nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("proxied metrics request: %d, want 403", resp.StatusCode)
+	}
+	// Without metrics configured there is no such endpoint.
+	plain := newTestEnv(t, envOptions{Engines: obEngine(t)})
+	if code, _ := obGet(t, plain.URL+"/metrics"); code != http.StatusNotFound {
+		t.Fatalf("metrics without configuration: %d, want 404", code)
+	}
+}

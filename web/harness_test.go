@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wesgate/wesgate/auth"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/wesgate/wesgate/auth"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/wesgate/wesgate/scheduler/local"

@@ -106,3 +106,34 @@ func TestObserveMetricsAccess(t *testing.T) {
 		t.Fatalf("metrics without configuration: %d, want 404", code)
 	}
 }
+
+// TestEngineOfferedLater: an engine detected after start (the cluster was
+// away) is offered in service-info and accepted for runs from then on.
+func TestEngineOfferedLater(t *testing.T) {
+	env := newTestEnv(t, envOptions{Engines: []wes.Engine{}})
+	body := `{"workflow_type":"CWL","workflow_type_version":"v1.2","workflow_url":"https://example.org/wf.cwl"}`
+	resp, err := http.Post(env.API+"/runs", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "workflow_type") {
+		t.Fatalf("before: %d %s, want 400 about workflow_type", resp.StatusCode, b)
+	}
+	env.Service.AddEngine(obEngine(t)[0])
+	_, info := obGet(t, env.API+"/service-info")
+	if !strings.Contains(info, `"cwltool":{"workflow_engine_version":["3.1"]}`) {
+		t.Fatalf("service-info does not offer the engine: %s", info)
+	}
+	resp, err = http.Post(env.API+"/runs", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// Now the type is known; what is left is that http URLs are not fetched here.
+	if strings.Contains(string(b), "workflow_type") || !strings.Contains(string(b), "workflow_url") {
+		t.Fatalf("after: %d %s, want only a workflow_url problem", resp.StatusCode, b)
+	}
+}

@@ -106,9 +106,10 @@ func (s *Service) Tick(ctx context.Context) {
 }
 
 func (s *Service) engine(name string) *Engine {
-	for i := range s.cfg.Engines {
-		if s.cfg.Engines[i].Name == name {
-			return &s.cfg.Engines[i]
+	engines := s.Engines()
+	for i := range engines {
+		if engines[i].Name == name {
+			return &engines[i]
 		}
 	}
 	return nil

@@ -77,6 +77,9 @@ type Service struct {
 	wake    chan struct{}
 	metrics *metrics
 
+	engMu   sync.RWMutex // guards engines
+	engines []Engine
+
 	mu         sync.Mutex            // guards waitLogged and polls
 	waitLogged map[string]bool       // runs whose "waiting to submit" line is written
 	polls      map[string]PollStatus // account -> how its polls went
@@ -128,6 +131,7 @@ func NewService(ctx context.Context, cfg Config, store Store, sched Scheduler, l
 	}
 	s := &Service{cfg: cfg, store: store, sched: sched, log: log, tokens: pageTokens{key: key},
 		wake: make(chan struct{}, 1), waitLogged: map[string]bool{}, polls: map[string]PollStatus{}}
+	s.engines = slices.Clone(cfg.Engines)
 	s.metrics = newMetrics(cfg.Metrics, s)
 	if err := s.cleanData(ctx); err != nil {
 		return nil, err
@@ -168,7 +172,25 @@ func (s *Service) cleanData(ctx context.Context) error {
 }
 
 // Engines returns the engines the service offers.
-func (s *Service) Engines() []Engine { return s.cfg.Engines }
+func (s *Service) Engines() []Engine {
+	s.engMu.RLock()
+	defer s.engMu.RUnlock()
+	return slices.Clone(s.engines)
+}
+
+// AddEngine offers an engine detected after start (its version command
+// could not reach the cluster then), replacing one of the same name.
+func (s *Service) AddEngine(e Engine) {
+	s.engMu.Lock()
+	defer s.engMu.Unlock()
+	for i := range s.engines {
+		if s.engines[i].Name == e.Name {
+			s.engines[i] = e
+			return
+		}
+	}
+	s.engines = append(s.engines, e)
+}
 
 // Options lists the scheduler's options a run may set.
 func (s *Service) Options() []scheduler.Option { return s.sched.Options() }
@@ -237,7 +259,7 @@ func (s *Service) ServiceInfo(ctx context.Context, u *User, baseURL string) (*Se
 		AuthInstructionsURL:          baseURL + "/auth/instructions",
 		Tags:                         map[string]string{"scheduler": s.sched.Name()},
 	}
-	for _, e := range s.cfg.Engines {
+	for _, e := range s.Engines() {
 		si.WorkflowEngineVersions[e.Name] = EngineVersions{WorkflowEngineVersion: []string{e.Version}}
 		for t, vs := range e.Types {
 			tv := si.WorkflowTypeVersions[t]
@@ -441,8 +463,9 @@ func (s *Service) validate(ctx context.Context, d *Draft) (*RunRequest, []string
 // into req.
 func (s *Service) pickEngine(wtype, wver, ename, ever string, req *RunRequest, inv *InvalidError) *Engine {
 	var typeKnown, versionKnown bool
-	for i := range s.cfg.Engines {
-		e := &s.cfg.Engines[i]
+	engines := s.Engines()
+	for i := range engines {
+		e := &engines[i]
 		for t, versions := range e.Types {
 			if !strings.EqualFold(t, wtype) {
 				continue
@@ -480,7 +503,7 @@ func (s *Service) pickEngine(wtype, wver, ename, ever string, req *RunRequest, i
 
 func (s *Service) typeNames() []string {
 	var names []string
-	for _, e := range s.cfg.Engines {
+	for _, e := range s.Engines() {
 		for t := range e.Types {
 			if !slices.Contains(names, t) {
 				names = append(names, t)

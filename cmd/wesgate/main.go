@@ -141,6 +141,35 @@ func newScheduler(cfg config, dataDir string, wake func(), reg prometheus.Regist
 	return nil, 0, nil, fmt.Errorf("config: executor kind %q is not known (local or slurm)", cfg.Executor.Kind)
 }
 
+// detectLater retries, once a minute, the engines whose version could not be
+// detected because the cluster was unreachable at start, and offers each as
+// soon as it answers.
+func detectLater(ctx context.Context, engines []wes.Engine, run wes.VersionRunner, svc *wes.Service, log *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for len(engines) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var still []wes.Engine
+		for _, e := range engines {
+			err := e.DetectWith(ctx, run)
+			switch {
+			case err == nil:
+				log.Info("engine offered", "engine", e.Name, "version", e.Version)
+				svc.AddEngine(e)
+			case errors.Is(err, slurm.ErrUnreachable):
+				still = append(still, e)
+			default:
+				log.Info("engine not offered", "engine", e.Name, "reason", err)
+			}
+		}
+		engines = still
+	}
+}
+
 // versionRunner runs engine version commands where jobs run: on the
 // cluster for Slurm, here for the local executor.
 func versionRunner(sched wes.Scheduler) wes.VersionRunner {
@@ -282,9 +311,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	var offered []wes.Engine
+	var offered, later []wes.Engine
 	for _, e := range engines {
 		if err := e.DetectWith(ctx, versionRunner(sched)); err != nil {
+			if errors.Is(err, slurm.ErrUnreachable) {
+				// The cluster is away: try again in the background.
+				later = append(later, e)
+			}
 			log.Info("engine not offered", "engine", e.Name, "reason", err)
 			continue
 		}
@@ -329,6 +362,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		stopBackground()
 		wg.Wait()
 	}()
+	if len(later) > 0 {
+		wg.Go(func() { detectLater(bgCtx, later, versionRunner(sched), svc, log) })
+	}
 	authn, err := newAuthenticator(bgCtx, cfg, db, log, &wg)
 	if err != nil {
 		return err

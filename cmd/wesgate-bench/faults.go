@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -50,45 +49,10 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return errors.Join(errs...)
 }
 
-// server is a wesgate process for a fault script.
-type server struct {
-	cmd  *exec.Cmd
-	base string
-}
-
-func startServer(ctx context.Context, bin, cfg, data string, stderr io.Writer) (*server, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	args := []string{"--addr", addr, "--data", data}
-	if cfg != "" {
-		args = append(args, "--config", cfg)
-	}
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Stdout, cmd.Stderr = io.Discard, stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &server{cmd: cmd, base: "http://" + addr + "/ga4gh/wes/v1"}
-	if err := waitUp(ctx, &http.Client{Timeout: 5 * time.Second}, s.base+"/service-info"); err != nil {
-		s.stop()
-		return nil, err
-	}
-	return s, nil
-}
-
-func (s *server) stop() {
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	s.cmd.Wait()
-}
-
 func faultKill9(ctx context.Context, bin, work string, n int, stdout, stderr io.Writer) error {
-	lab := map[string]string{}
-	for _, k := range []string{"SSH_ADDR", "KNOWN_HOSTS", "SVC_USER", "SVC_KEY", "BASE", "PARTITION"} {
-		if lab[k] = os.Getenv("WESGATE_LAB_" + k); lab[k] == "" {
-			return errors.New("kill9: the Slurm lab is not up: run `go tool task lab:up` and `. lab/env.sh`")
-		}
+	lab, err := labEnv()
+	if err != nil {
+		return fmt.Errorf("kill9: %w", err)
 	}
 	client, err := labSSH(lab)
 	if err != nil {
@@ -97,18 +61,9 @@ func faultKill9(ctx context.Context, bin, work string, n int, stdout, stderr io.
 	defer client.Close()
 	defer remote(client, "scancel --me")
 	cfg := filepath.Join(work, "kill9.toml")
-	os.WriteFile(cfg, fmt.Appendf(nil, `[executor]
-kind = "slurm"
-[runs]
-poll_interval = "1s"
-[slurm]
-ssh_addr = %q
-user = %q
-key_file = %q
-known_hosts = %q
-remote_base = %q
-default_partition = %q
-`, lab["SSH_ADDR"], lab["SVC_USER"], lab["SVC_KEY"], lab["KNOWN_HOSTS"], lab["BASE"]+"/"+lab["SVC_USER"], lab["PARTITION"]), 0o600)
+	if err := os.WriteFile(cfg, []byte(labConfig(lab, time.Second)), 0o600); err != nil {
+		return err
+	}
 	data := filepath.Join(work, "kill9-data")
 	srv, err := startServer(ctx, bin, cfg, data, io.Discard)
 	if err != nil {
@@ -273,8 +228,7 @@ func faultDiskFull(ctx context.Context, bin, work string, stdout, stderr io.Writ
 	}
 	defer exec.Command("umount", "-l", mnt).Run()
 	data := filepath.Join(mnt, "data")
-	engine := filepath.Join(work, "engine.sh")
-	os.WriteFile(engine, []byte("#!/bin/sh\n[ \"$1\" = --version ] && { echo stand-in 1.0; exit 0; }\nexit 0\n"), 0o755)
+	engine := writeStandInEngine(work)
 	cfg := filepath.Join(work, "diskfull.toml")
 	os.WriteFile(cfg, fmt.Appendf(nil, "log_level = \"error\"\n[[engines]]\nname = \"cwltool\"\ncommand = [%q, \"{workflow}\"]\nversion_command = [%q, \"--version\"]\n", engine, engine), 0o600)
 	srv, err := startServer(ctx, bin, cfg, data, io.Discard)

@@ -11,13 +11,11 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -41,9 +39,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	// A stand-in engine that does nothing: this measures wesgate, not cwltool.
-	engine := filepath.Join(work, "engine.sh")
-	os.WriteFile(engine, []byte("#!/bin/sh\n[ \"$1\" = --version ] && { echo stand-in 1.0; exit 0; }\nexit 0\n"), 0o755)
+	engine := writeStandInEngine(work)
 	cfg := filepath.Join(work, "wesgate.toml")
 	os.WriteFile(cfg, fmt.Appendf(nil, `log_level = "warn"
 [executor]
@@ -63,25 +59,14 @@ disabled = true
 name = "miniwdl"
 disabled = true
 `, engine, engine), 0o600)
-	addr, err := freeAddr()
+	data := filepath.Join(work, "data")
+	srv, err := startServer(ctx, bin, cfg, data, stderr)
 	if err != nil {
 		return err
 	}
-	data := filepath.Join(work, "data")
-	srv := exec.CommandContext(ctx, bin, "--config", cfg, "--addr", addr, "--data", data)
-	srv.Stdout, srv.Stderr = io.Discard, stderr
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		srv.Process.Signal(syscall.SIGTERM)
-		srv.Wait()
-	}()
-	base := "http://" + addr + "/ga4gh/wes/v1"
+	defer srv.stop()
+	base := srv.base
 	hc := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: *n}}
-	if err := waitUp(ctx, hc, base+"/service-info"); err != nil {
-		return err
-	}
 	probe, err := postRun(hc, base, "cwlVersion: v1.2\n", "{}")
 	if err != nil {
 		return err
@@ -161,7 +146,7 @@ disabled = true
 	burst := time.Since(start)
 	close(stop)
 	wg.Wait()
-	hwm, _ := memory(srv.Process.Pid)
+	hwm, _ := memory(srv.cmd.Process.Pid)
 
 	// Every accepted run is stored once, with its attachments.
 	listed := map[string]int{}
@@ -208,7 +193,7 @@ disabled = true
 		ms(pct(probeLat, .5)), ms(pct(probeLat, .99)), ms(pct(probeLat, 1)))
 	fmt.Fprintf(stdout, "| server peak RSS | %.1f MB |\n", float64(hwm)/1e6)
 	abuse := abuseChecks(hc, base)
-	hwmAfter, _ := memory(srv.Process.Pid)
+	hwmAfter, _ := memory(srv.cmd.Process.Pid)
 	fmt.Fprintln(stdout, "\n| abusive request | answer | took |")
 	fmt.Fprintln(stdout, "|---|---:|---:|")
 	bad := 0

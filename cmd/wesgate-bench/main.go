@@ -111,27 +111,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	loadTime := time.Since(start)
 	fmt.Fprintf(stderr, "loaded %d runs in %s\n", len(ids), loadTime.Round(time.Millisecond))
 
-	addr, err := freeAddr()
+	started := time.Now()
+	srv, err := startServer(ctx, bin, "", data, io.Discard, "PATH=/usr/bin:/bin") // engines are irrelevant here
 	if err != nil {
 		return err
 	}
-	srv := exec.CommandContext(ctx, bin, "--addr", addr, "--data", data)
-	srv.Stdout, srv.Stderr = io.Discard, io.Discard
-	srv.Env = append(os.Environ(), "PATH=/usr/bin:/bin") // engines are irrelevant here
-	started := time.Now()
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		srv.Process.Signal(syscall.SIGTERM)
-		srv.Wait()
-	}()
-	base := "http://" + addr + "/ga4gh/wes/v1"
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2}, Timeout: 10 * time.Second}
-	if err := waitUp(ctx, client, base+"/service-info"); err != nil {
-		return err
-	}
+	defer srv.stop()
 	startup := time.Since(started)
+	addr, base := srv.addr, srv.base
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2}, Timeout: 10 * time.Second}
 
 	tokens, err := collectTokens(ctx, client, base, len(ids)/100)
 	if err != nil {
@@ -154,7 +142,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return "http://" + addr + "/runs/" + ids[r.IntN(len(ids))]
 			}))
 	}
-	hwm, rss := memory(srv.Process.Pid)
+	hwm, rss := memory(srv.cmd.Process.Pid)
 	dbSize := fileSize(filepath.Join(data, "wesgate.db")) + fileSize(filepath.Join(data, "wesgate.db-wal"))
 
 	fmt.Fprintf(stdout, "\nwesgate benchmark, %s, %s, %d CPUs (%s), %s\n\n", time.Now().UTC().Format("2006-01-02"),
@@ -187,6 +175,83 @@ func buildWesgate(ctx context.Context, dir string, stderr io.Writer) (string, er
 		return "", fmt.Errorf("build: %w", err)
 	}
 	return bin, nil
+}
+
+// server is a wesgate process started by one of the measurements.
+type server struct {
+	cmd  *exec.Cmd
+	addr string // host:port
+	base string // the WES API's base URL
+}
+
+// startServer starts wesgate on a free loopback port and waits until it
+// answers; env adds environment variables.
+func startServer(ctx context.Context, bin, cfg, data string, stderr io.Writer, env ...string) (*server, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"--addr", addr, "--data", data}
+	if cfg != "" {
+		args = append(args, "--config", cfg)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = io.Discard, stderr
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, addr: addr, base: "http://" + addr + "/ga4gh/wes/v1"}
+	if err := waitUp(ctx, &http.Client{Timeout: 5 * time.Second}, s.base+"/service-info"); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *server) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.cmd.Wait()
+}
+
+// labEnv reads the Slurm lab's settings that lab/env.sh exports.
+func labEnv() (map[string]string, error) {
+	lab := map[string]string{}
+	for _, k := range []string{"SSH_ADDR", "KNOWN_HOSTS", "SVC_USER", "SVC_KEY", "BASE", "PARTITION"} {
+		if lab[k] = os.Getenv("WESGATE_LAB_" + k); lab[k] == "" {
+			return nil, errors.New("the Slurm lab is not up: run `go tool task lab:up` and `. lab/env.sh`")
+		}
+	}
+	return lab, nil
+}
+
+// labConfig is a wesgate configuration that runs jobs on the lab as its
+// service account, polling every poll.
+func labConfig(lab map[string]string, poll time.Duration) string {
+	return fmt.Sprintf(`[executor]
+kind = "slurm"
+[runs]
+poll_interval = %q
+[slurm]
+cluster = "lab"
+ssh_addr = %q
+user = %q
+key_file = %q
+known_hosts = %q
+remote_base = %q
+default_partition = %q
+`, poll.String(), lab["SSH_ADDR"], lab["SVC_USER"], lab["SVC_KEY"], lab["KNOWN_HOSTS"],
+		lab["BASE"]+"/"+lab["SVC_USER"], lab["PARTITION"])
+}
+
+// writeStandInEngine writes an engine that does nothing, so a measurement
+// measures wesgate rather than cwltool, and returns its path.
+func writeStandInEngine(dir string) string {
+	engine := filepath.Join(dir, "engine.sh")
+	os.WriteFile(engine, []byte("#!/bin/sh\n[ \"$1\" = --version ] && { echo stand-in 1.0; exit 0; }\nexit 0\n"), 0o755)
+	return engine
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }

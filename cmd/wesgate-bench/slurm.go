@@ -5,21 +5,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -38,12 +35,9 @@ func runSlurm(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	lab := map[string]string{}
-	for _, k := range []string{"SSH_ADDR", "KNOWN_HOSTS", "SVC_USER", "SVC_KEY", "BASE", "PARTITION"} {
-		lab[k] = os.Getenv("WESGATE_LAB_" + k)
-		if lab[k] == "" {
-			return errors.New("the Slurm lab is not up: run `go tool task lab:up` and `. lab/env.sh`")
-		}
+	lab, err := labEnv()
+	if err != nil {
+		return err
 	}
 	work, err := os.MkdirTemp("", "wesgate-slurmbench-")
 	if err != nil {
@@ -61,45 +55,20 @@ func runSlurm(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer client.Close()
 	defer remote(client, "scancel --me") // leave the lab's queue empty
 
-	cfg := fmt.Sprintf(`log_level = "debug"
-log_format = "json"
-[executor]
-kind = "slurm"
-[runs]
-poll_interval = %q
-[slurm]
-cluster = "lab"
-ssh_addr = %q
-user = %q
-key_file = %q
-known_hosts = %q
-remote_base = %q
-default_partition = %q
-`, poll.String(), lab["SSH_ADDR"], lab["SVC_USER"], lab["SVC_KEY"], lab["KNOWN_HOSTS"],
-		lab["BASE"]+"/"+lab["SVC_USER"], lab["PARTITION"])
+	// Debug JSON logs: the tick counter reads commands and ticks from them.
+	cfg := "log_level = \"debug\"\nlog_format = \"json\"\n" + labConfig(lab, *poll)
 	cfgPath := filepath.Join(work, "wesgate.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
-	addr, err := freeAddr()
+	logs := &tickCounter{}
+	srv, err := startServer(ctx, bin, cfgPath, filepath.Join(work, "data"), logs)
 	if err != nil {
 		return err
 	}
-	logs := &tickCounter{}
-	srv := exec.CommandContext(ctx, bin, "--config", cfgPath, "--addr", addr, "--data", filepath.Join(work, "data"))
-	srv.Stdout, srv.Stderr = io.Discard, logs
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		srv.Process.Signal(syscall.SIGTERM)
-		srv.Wait()
-	}()
-	base := "http://" + addr + "/ga4gh/wes/v1"
+	defer srv.stop()
+	base := srv.base
 	hc := &http.Client{Timeout: 30 * time.Second}
-	if err := waitUp(ctx, hc, base+"/service-info"); err != nil {
-		return err
-	}
 
 	// 1. Submit latency: bare sbatch on an open connection, then wesgate.
 	var bare, viaWES []time.Duration
@@ -197,12 +166,12 @@ default_partition = %q
 		bareSqueue = append(bareSqueue, time.Since(t))
 	}
 	logs.reset()
-	cpu0 := cpuTime(srv.Process.Pid)
+	cpu0 := cpuTime(srv.cmd.Process.Pid)
 	window := 6 * *poll
 	time.Sleep(window)
-	cpu1 := cpuTime(srv.Process.Pid)
+	cpu1 := cpuTime(srv.cmd.Process.Pid)
 	ticks := logs.snapshot()
-	hwm, rss := memory(srv.Process.Pid)
+	hwm, rss := memory(srv.cmd.Process.Pid)
 	remote(client, "scancel --me")
 	for _, id := range ids {
 		cancelRun(hc, base, id)

@@ -21,6 +21,37 @@ type Job struct {
 	Dir string
 	// Script is the batch script, as made by Script.
 	Script []byte
+	// LocalDir is the run's directory on the wesgate host; its work/ holds
+	// the attachments to stage.
+	LocalDir string
+	// Retry says an earlier attempt may have reached the batch system: the
+	// executor looks for a job called Name before submitting.
+	Retry bool
+}
+
+// Submitted is the outcome of submitting one job of a batch: a job id, or
+// an error (a *RejectedError when the batch system refused the job for good).
+type Submitted struct {
+	JobID string
+	Err   error
+}
+
+// CollectLimits bound what is copied home from one run directory.
+type CollectLimits struct {
+	MaxBytes int64 // bytes of file content
+	MaxFiles int   // files and directories
+	// Skip lists paths relative to the run directory that are home already
+	// (the staged attachments, as work/NAME).
+	Skip []string
+}
+
+// Collected says what a collection copied and what it refused.
+type Collected struct {
+	Bytes int64
+	Files int
+	// Problems are user-safe lines for the run's system_logs: files that
+	// were not regular, limits that were reached.
+	Problems []string
 }
 
 // Files the batch-script wrapper and the executors use inside a run directory.
@@ -63,6 +94,11 @@ type JobStatus struct {
 	State string // one of the State constants
 	// Reason is Slurm's pending reason or a short executor note.
 	Reason string
+	// Held says the job waits for a release (a user or admin hold); Doomed
+	// that it waits for something no wait will bring (its partition,
+	// account or QOS refuses it). The executor classifies its own reasons.
+	Held   bool
+	Doomed bool
 	// CancelledBy is the uid or name that cancelled the job, when known.
 	CancelledBy string
 	// ExitCode is the job's exit code; a job ended by a signal reports 128+signal.

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/wesgate/wesgate/auth"
+	"github.com/wesgate/wesgate/pipeline"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/wesgate/wesgate/scheduler/local"
@@ -49,6 +50,8 @@ type envOptions struct {
 	Slurm *labEnv
 	// GoneGrace is passed to the service (Slurm only).
 	GoneGrace time.Duration
+	// CollectTimeout bounds the settling of one run (default 10 minutes).
+	CollectTimeout time.Duration
 	// Auth builds the authenticator on the env's database (nil: the local
 	// development identity).
 	Auth func(t testing.TB, db *sqlite.DB) auth.Authenticator
@@ -111,7 +114,7 @@ func newLabScheduler(t testing.TB, l *labEnv, log *slog.Logger) *slurm.Executor 
 	}
 	t.Cleanup(pool.Close)
 	exec, err := slurm.New(slurm.Config{Cluster: "lab", Base: l.Base + "/" + l.SvcUser, DefaultPartition: l.Partition,
-		ServiceAccount: l.SvcUser, CancelGrace: 5 * time.Second}, pool, log)
+		ServiceAccount: l.SvcUser}, pool, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,19 +183,23 @@ func newTestEnv(t testing.TB, o envOptions) *testEnv {
 	if poll == 0 {
 		poll = 200 * time.Millisecond
 	}
+	watch := wes.NewWatch()
 	svc, err = wes.NewService(ctx, wes.Config{
 		DataDir: data, Engines: engines, Limits: o.Limits, PollInterval: poll,
 		Info:    wes.Info{ID: "org.ga4gh.wesgate.test", Name: "wesgate test", OrganizationName: "Test University", OrganizationURL: "https://example.org", Version: "test"},
 		Fetcher: o.Fetcher, FileURLPrefixes: o.FilePrefixes, Metrics: reg,
-		GoneGrace: o.GoneGrace,
+		GoneGrace: o.GoneGrace, Watch: watch,
 	}, db, sched, log)
 	if err != nil {
 		t.Fatal(err)
 	}
+	pipe := pipeline.New(pipeline.Config{PollInterval: poll, GoneGrace: o.GoneGrace, CancelGrace: 5 * time.Second,
+		CollectTimeout: o.CollectTimeout},
+		db, sched, svc, watch, pipeline.NewMetrics(reg), log)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		svc.Run(ctx)
+		pipe.Run(ctx)
 	}()
 	go func() {
 		for {

@@ -60,7 +60,7 @@ func puScheduler(t testing.TB, lab *labEnv, log *slog.Logger) *slurm.Executor {
 	}
 	t.Cleanup(pool.Close)
 	exec, err := slurm.New(slurm.Config{Cluster: "lab", Base: lab.Base + "/{user}", DefaultPartition: lab.Partition,
-		ServiceAccount: lab.SvcUser, PerUser: true, CancelGrace: 5 * time.Second}, pool, log)
+		ServiceAccount: lab.SvcUser, PerUser: true}, pool, log)
 	if err != nil {
 		t.Fatal(err)
 	}

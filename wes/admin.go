@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/wesgate/wesgate/scheduler"
@@ -35,7 +36,7 @@ func (s *Service) Dashboard(ctx context.Context, u User) (*Dashboard, error) {
 	if !u.Admin {
 		return nil, fmt.Errorf("%w: the dashboard is for administrators", ErrForbidden)
 	}
-	d := &Dashboard{Scheduler: s.sched.Name(), Connections: s.sched.Health(), Polls: s.pollStatus()}
+	d := &Dashboard{Scheduler: s.sched.Name(), Connections: s.sched.Health(), Polls: s.watch.Polls()}
 	q, err := s.sched.Queue(ctx)
 	if err != nil {
 		s.log.Warn("dashboard: queue", "err", err)
@@ -65,70 +66,69 @@ func (s *Service) Dashboard(ctx context.Context, u User) (*Dashboard, error) {
 	return d, nil
 }
 
-// noteReach records that the cluster answered.
-func (s *Service) noteReach() {
-	s.mu.Lock()
-	s.lastReach = time.Now()
-	s.mu.Unlock()
+// Watch records how the cluster answered the run pipeline, for the
+// dashboard, /readyz and the metrics. The pipeline writes it; the service
+// reads it.
+type Watch struct {
+	mu        sync.Mutex            // guards the fields below
+	polls     map[string]PollStatus // account -> how its polls went
+	lastReach time.Time             // the cluster last answered a poll or a queue sample
 }
 
-// notePoll records the outcome of polling one account.
-func (s *Service) notePoll(account string, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// NewWatch returns an empty Watch.
+func NewWatch() *Watch { return &Watch{polls: map[string]PollStatus{}} }
+
+// Reached records that the cluster answered.
+func (w *Watch) Reached() {
+	w.mu.Lock()
+	w.lastReach = time.Now()
+	w.mu.Unlock()
+}
+
+// LastReach is when the cluster last answered.
+func (w *Watch) LastReach() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastReach
+}
+
+// Polled records the outcome of polling one account.
+func (w *Watch) Polled(account string, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if err == nil {
-		s.lastReach = time.Now()
+		w.lastReach = time.Now()
 	}
-	p := s.polls[account]
+	p := w.polls[account]
 	p.Account = account
 	if err != nil {
 		p.LastErr, p.Err = time.Now(), err.Error()
 	} else {
 		p.LastOK = time.Now()
 	}
-	s.polls[account] = p
+	w.polls[account] = p
 }
 
-// keepPolls forgets the poll records of accounts that have no active run.
-func (s *Service) keepPolls(accounts []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for a := range s.polls {
+// Keep forgets the poll records of accounts that have no active run.
+func (w *Watch) Keep(accounts []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for a := range w.polls {
 		if !slices.Contains(accounts, a) {
-			delete(s.polls, a)
+			delete(w.polls, a)
 		}
 	}
 }
 
-func (s *Service) pollStatus() []PollStatus {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]PollStatus, 0, len(s.polls))
-	for _, p := range s.polls {
+// Polls lists every account's poll record.
+func (w *Watch) Polls() []PollStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]PollStatus, 0, len(w.polls))
+	for _, p := range w.polls {
 		out = append(out, p)
 	}
 	return out
-}
-
-// sample stores a queue sample every interval until ctx ends. Asking for
-// the queue also shows that the cluster can be reached when no run is active.
-func (s *Service) sample(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if q, err := s.sched.Queue(ctx); err == nil {
-			s.noteReach()
-			err := s.store.AddSample(ctx, Sample{At: s.cfg.Now().UTC().Truncate(time.Second), Pending: q.Pending(), Running: q.Running()})
-			if err != nil && ctx.Err() == nil {
-				s.log.Warn("queue sample", "err", err)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // Pinger checks that a store answers.
@@ -150,9 +150,7 @@ func (s *Service) Ready(ctx context.Context) []string {
 		}
 	}
 	limit := max(3*s.cfg.PollInterval, time.Minute)
-	s.mu.Lock()
-	lastReach := s.lastReach
-	s.mu.Unlock()
+	lastReach := s.watch.LastReach()
 	if reachLimit := 2*s.cfg.SampleInterval + time.Minute; time.Since(lastReach) > reachLimit {
 		if lastReach.IsZero() {
 			problems = append(problems, "the cluster has not been reached yet")
@@ -160,7 +158,7 @@ func (s *Service) Ready(ctx context.Context) []string {
 			problems = append(problems, fmt.Sprintf("the cluster has not been reached for over %s", reachLimit.Round(time.Second)))
 		}
 	}
-	for _, p := range s.pollStatus() {
+	for _, p := range s.watch.Polls() {
 		if time.Since(p.LastOK) > limit {
 			problems = append(problems, fmt.Sprintf("account %s has not been polled successfully for over %s", p.Account, limit))
 		}

@@ -8,25 +8,12 @@ import (
 )
 
 // metrics are the service's Prometheus metrics.
-type metrics struct {
-	submissions  *prometheus.CounterVec
-	pollDuration prometheus.Histogram
-}
+type metrics struct{}
 
 func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
-	m := &metrics{
-		submissions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wesgate_submissions_total",
-			Help: "Submissions of runs to the scheduler, by outcome (submitted, retry, rejected, failed).",
-		}, []string{"outcome"}),
-		pollDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "wesgate_poll_duration_seconds",
-			Help:    "Duration of one monitor tick: submitting queued runs and polling active ones.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}),
-	}
+	m := &metrics{}
 	if reg != nil {
-		reg.MustRegister(m.submissions, m.pollDuration, &stateCollector{s: s})
+		reg.MustRegister(&stateCollector{s: s})
 	}
 	return m
 }
@@ -56,7 +43,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(runsDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
 		}
 	}
-	for _, p := range c.s.pollStatus() {
+	for _, p := range c.s.watch.Polls() {
 		if !p.LastOK.IsZero() {
 			ch <- prometheus.MustNewConstMetric(pollAge, prometheus.GaugeValue, time.Since(p.LastOK).Seconds(), p.Account)
 		}

@@ -25,17 +25,22 @@ type Scheduler interface {
 	// RunDir is the absolute directory where run runID of account lives on
 	// the execution side. It is made only of characters wesgate chose.
 	RunDir(account, runID string) string
-	// Submit stages job (the attachments from localDir, and the script) and
-	// submits it, returning the job id. When a job named job.Name already
-	// exists it returns that job's id instead of submitting twice.
-	Submit(ctx context.Context, job scheduler.Job, localDir string) (string, error)
+	// SubmitBatch stages jobs of one account (the attachments from each
+	// job's LocalDir, and its script) and submits them, with a fixed number
+	// of remote commands whatever the number of jobs. results[i] belongs to
+	// jobs[i]: a job id, a *scheduler.RejectedError (refused for good), or
+	// another error (try again later). A job marked Retry whose name the
+	// batch system already knows is not submitted again: its id is returned.
+	SubmitBatch(ctx context.Context, account string, jobs []scheduler.Job) []scheduler.Submitted
 	// Status reports the jobs of user with the given ids. A job the batch
 	// system no longer knows is absent from the map.
 	Status(ctx context.Context, user string, ids []string) (map[string]scheduler.JobStatus, error)
-	// Cancel asks the batch system to stop a job; the wrapper gets SIGTERM
-	// first so that it records the end.
-	Cancel(ctx context.Context, user, jobID string) error
-	// Open opens a file of a run directory on the execution side for reading.
+	// CancelBatch stops jobs of one account with one remote command: the
+	// jobs in term get SIGTERM (pending ones are cancelled outright), so the
+	// wrapper records the end; those in kill are cancelled outright.
+	CancelBatch(ctx context.Context, account string, term, kill []string) error
+	// Open opens a regular file of a run directory on the execution side for
+	// reading; anything else (a FIFO, a symlink) is fs.ErrNotExist.
 	Open(ctx context.Context, user, path string) (io.ReadSeekCloser, error)
 	// Queue pictures the whole cluster's queue and nodes (cached briefly).
 	Queue(ctx context.Context) (scheduler.Queue, error)
@@ -44,6 +49,7 @@ type Scheduler interface {
 	// Health reports the executor's connections to the cluster.
 	Health() []scheduler.Health
 	// Collect copies what a finished run left (logs, records, outputs) from
-	// its run directory into localDir. Executors that run in localDir do nothing.
-	Collect(ctx context.Context, user, runDir, localDir string) error
+	// its run directory into localDir, regular files only, within lim.
+	// Executors that run in localDir copy nothing.
+	Collect(ctx context.Context, account, runDir, localDir string, lim scheduler.CollectLimits) (scheduler.Collected, error)
 }

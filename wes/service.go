@@ -63,6 +63,9 @@ type Config struct {
 	SampleInterval time.Duration
 	// Metrics registers the service's Prometheus metrics (nil: none).
 	Metrics prometheus.Registerer
+	// Watch is where the run pipeline records how the cluster answers
+	// (nil: a new one, for a service without a pipeline).
+	Watch *Watch
 	Now     func() time.Time
 }
 
@@ -80,10 +83,7 @@ type Service struct {
 	engMu   sync.RWMutex // guards engines
 	engines []Engine
 
-	mu         sync.Mutex            // guards waitLogged and polls
-	waitLogged map[string]bool       // runs whose "waiting to submit" line is written
-	polls      map[string]PollStatus // account -> how its polls went
-	lastReach  time.Time             // the cluster last answered a poll or a queue sample
+	watch *Watch
 }
 
 // NewService returns a Service. It makes the data directory and removes the
@@ -130,7 +130,10 @@ func NewService(ctx context.Context, cfg Config, store Store, sched Scheduler, l
 		return nil, fmt.Errorf("page token key: %w", err)
 	}
 	s := &Service{cfg: cfg, store: store, sched: sched, log: log, tokens: pageTokens{key: key},
-		wake: make(chan struct{}, 1), waitLogged: map[string]bool{}, polls: map[string]PollStatus{}}
+		wake: make(chan struct{}, 1), watch: cfg.Watch}
+	if s.watch == nil {
+		s.watch = NewWatch()
+	}
 	s.engines = slices.Clone(cfg.Engines)
 	s.metrics = newMetrics(cfg.Metrics, s)
 	if err := s.cleanData(ctx); err != nil {
@@ -916,9 +919,16 @@ func (s *Service) OpenLog(ctx context.Context, u User, id, stream string) (io.Re
 			return nil, nil, fmt.Errorf("%w: the run's log cannot be read from the cluster just now", ErrUnavailable)
 		}
 	}
-	f, err := os.Open(filepath.Join(s.LocalRunDir(id), name))
-	if errors.Is(err, os.ErrNotExist) {
+	root, err := os.OpenRoot(s.LocalRunDir(id))
+	if err != nil {
 		return emptyFile{}, r, nil // not written yet: an empty log
+	}
+	defer root.Close()
+	// The job wrote this file: a FIFO or device in its place is refused
+	// rather than opened (an open would block, a read never end).
+	f, _, err := OpenRegular(root, name)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, ErrNotRegular) {
+		return emptyFile{}, r, nil // not written yet (or not a file): an empty log
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("open log: %w", err)
@@ -947,12 +957,8 @@ func (s *Service) OpenFile(ctx context.Context, u User, id, rel string) (*os.Fil
 		return nil, ErrNotFound
 	}
 	defer root.Close()
-	f, err := root.Open(filepath.FromSlash(clean))
+	f, _, err := OpenRegular(root, filepath.FromSlash(clean))
 	if err != nil {
-		return nil, ErrNotFound
-	}
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		f.Close()
 		return nil, ErrNotFound
 	}
 	return f, nil

@@ -6,17 +6,6 @@ import (
 	"github.com/wesgate/wesgate/scheduler"
 )
 
-// unsatisfiable lists Slurm pending reasons that no wait will cure. Reasons
-// that pass with time stay out: QOSJobLimit (the QOS's job count is reached
-// until other jobs end) and PartitionNodeLimit (also given while the nodes
-// are down or drained).
-var unsatisfiable = map[string]bool{
-	"PartitionConfig": true, "InvalidAccount": true, "InvalidQOS": true, "BadConstraints": true,
-}
-
-// held lists Slurm pending reasons that mean the job is held.
-var held = map[string]bool{"JobHeldUser": true, "JobHeldAdmin": true}
-
 // Settlement is what the monitor learns from one job status.
 type Settlement struct {
 	State State
@@ -43,9 +32,9 @@ func MapJobState(st scheduler.JobStatus, rc *int, started, cancelRequested bool)
 	switch st.State {
 	case scheduler.StatePending:
 		switch {
-		case held[st.Reason]:
+		case st.Held:
 			return active(Paused)
-		case unsatisfiable[st.Reason]:
+		case st.Doomed:
 			return Settlement{State: SystemError, ExitCode: exitCode(st, rc),
 				Log: fmt.Sprintf("the job can never start: Slurm reason %s", st.Reason), Doomed: true}
 		}

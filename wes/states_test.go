@@ -78,7 +78,10 @@ func TestMapJobState(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := scheduler.JobStatus{ID: "42", State: tt.in.state, Reason: tt.in.reason, CancelledBy: tt.in.by}
+			st := scheduler.JobStatus{ID: "42", State: tt.in.state, Reason: tt.in.reason, CancelledBy: tt.in.by,
+				// The executor classifies reasons (see the slurm package's tests).
+				Held:   strings.HasPrefix(tt.in.reason, "JobHeld"),
+				Doomed: tt.doomed}
 			if tt.in.exit != nil {
 				st.ExitCode, st.HasExit = *tt.in.exit, true
 			}

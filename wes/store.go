@@ -32,6 +32,7 @@ type Run struct {
 	Started         time.Time
 	Ended           time.Time
 	JobID           string // the scheduler's job id, once submitted
+	Account         string // the cluster account of the run's job, once submitted
 	RunDir          string // where the run lives on the execution side, once submitted
 	CancelRequested bool
 	CancelSent      bool
@@ -118,4 +119,80 @@ type Store interface {
 	CountByUser(ctx context.Context) ([]UserCount, error)
 	// Secret returns a random key of 32 bytes kept under name, made on first use.
 	Secret(ctx context.Context, name string) ([]byte, error)
+}
+
+// ActiveRun is what the run pipeline reads of an active run on every tick:
+// small columns only, never the request.
+type ActiveRun struct {
+	ID              string
+	Username        string
+	Account         string // "" until submitted
+	State           State
+	JobID           string
+	RunDir          string
+	SubmitAttempted bool
+	CancelRequested bool
+	CancelSent      bool
+	CancelSentAt    time.Time
+	GoneSince       time.Time
+	Started         time.Time
+	Node            string
+	Partition       string
+}
+
+// JobUpdate is what a poll learned about an active run's job.
+type JobUpdate struct {
+	ID        string
+	State     State
+	Started   time.Time // zero: unchanged
+	Node      string
+	Partition string
+	GoneSince time.Time // zero clears it
+}
+
+// Submission records where and how a run was handed to the batch system.
+type Submission struct {
+	ID      string
+	Account string
+	RunDir  string
+	Cmd     []string
+	JobID   string // "" while the submission is being attempted
+}
+
+// Final is a run's settlement, written in one transaction with its tasks.
+type Final struct {
+	State          State
+	ExitCode       *int
+	Started        time.Time // used when the run has no start yet
+	Ended          time.Time
+	Logs           []string // appended to system_logs
+	Outputs        json.RawMessage
+	Node           string
+	Partition      string
+	CollectedBytes int64
+	Tasks          []Task // nil keeps the run's tasks
+}
+
+// PipelineStore is what the run pipeline needs of the store beyond Store.
+// Every method is one transaction.
+type PipelineStore interface {
+	Store
+	// ActiveJobs returns every run that has not ended, oldest first, with
+	// the columns of ActiveRun only.
+	ActiveJobs(ctx context.Context) ([]ActiveRun, error)
+	// BeginSubmit records the account, run directory and command of runs
+	// about to be submitted, and marks them attempted.
+	BeginSubmit(ctx context.Context, subs []Submission) error
+	// RecordJobs records the job ids of submitted runs.
+	RecordJobs(ctx context.Context, subs []Submission) error
+	// UpdateJobs applies poll results to runs that are still active; a run
+	// whose cancel was requested stays CANCELING.
+	UpdateJobs(ctx context.Context, ups []JobUpdate) error
+	// MarkCancelSent records that a cancel was sent to the runs' jobs at at.
+	MarkCancelSent(ctx context.Context, ids []string, at time.Time) error
+	// SettleRun writes a run's final state, logs, outputs and tasks at once.
+	// It returns ErrNoChange when the run has already ended.
+	SettleRun(ctx context.Context, id string, f Final) error
+	// CollectedBytes totals the bytes collected for a cluster user's runs.
+	CollectedBytes(ctx context.Context, username string) (int64, error)
 }

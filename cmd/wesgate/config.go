@@ -58,6 +58,14 @@ type config struct {
 		DefaultPageSize int      `toml:"default_page_size"`
 		MaxPageSize     int      `toml:"max_page_size"`
 		PollInterval    duration `toml:"poll_interval"`
+		FastPoll        duration `toml:"fast_poll"`
+		HotFor          duration `toml:"hot_for"`
+		CommandTimeout  duration `toml:"command_timeout"`
+		CollectTimeout  duration `toml:"collect_timeout"`
+		MaxBatch        int      `toml:"max_batch"`
+		SettleWorkers   int      `toml:"settle_workers"`
+		MaxCollectFiles int      `toml:"max_collect_files"`
+		MaxUserBytes    int64    `toml:"max_collected_bytes_per_user"`
 	} `toml:"runs"`
 
 	WorkflowURL struct {
@@ -151,6 +159,13 @@ func defaultConfig() config {
 	c.Service.OrganizationURL = "https://example.org"
 	c.Service.Environment = "dev"
 	c.Runs.PollInterval = duration{5 * time.Second}
+	c.Runs.FastPoll = duration{250 * time.Millisecond}
+	c.Runs.HotFor = duration{time.Minute}
+	c.Runs.CommandTimeout = duration{time.Minute}
+	c.Runs.CollectTimeout = duration{10 * time.Minute}
+	c.Runs.MaxBatch = 500
+	c.Runs.SettleWorkers = 8
+	c.Runs.MaxCollectFiles = 20000
 	c.WorkflowURL.Timeout = duration{30 * time.Second}
 	c.Executor.Kind = "local"
 	c.Executor.MaxJobs = 2

@@ -26,6 +26,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/wesgate/wesgate/auth"
+	"github.com/wesgate/wesgate/pipeline"
+	"github.com/wesgate/wesgate/scheduler"
 	"github.com/wesgate/wesgate/scheduler/local"
 	"github.com/wesgate/wesgate/scheduler/slurm"
 	"github.com/wesgate/wesgate/web"
@@ -129,8 +131,7 @@ func newScheduler(cfg config, dataDir string, wake func(), reg prometheus.Regist
 			return nil, 0, nil, err
 		}
 		exec, err := slurm.New(slurm.Config{Cluster: sc.Cluster, Base: sc.RemoteBase, DefaultPartition: sc.DefaultPartition,
-			ServiceAccount: sc.User, PerUser: sc.PerUser, CancelGrace: sc.CancelGrace.Duration, MaxCollectBytes: sc.MaxCollectBytes,
-			Metrics: metrics},
+			ServiceAccount: sc.User, PerUser: sc.PerUser, Metrics: metrics},
 			pool, log.With("component", "slurm"))
 		if err != nil {
 			pool.Close()
@@ -139,6 +140,24 @@ func newScheduler(cfg config, dataDir string, wake func(), reg prometheus.Regist
 		return exec, sc.GoneGrace.Duration, pool.Close, nil
 	}
 	return nil, 0, nil, fmt.Errorf("config: executor kind %q is not known (local or slurm)", cfg.Executor.Kind)
+}
+
+// pipelineConfig is the run pipeline's part of the configuration.
+func pipelineConfig(cfg config) pipeline.Config {
+	pc := pipeline.Config{
+		PollInterval: cfg.Runs.PollInterval.Duration, FastPoll: cfg.Runs.FastPoll.Duration,
+		HotFor: cfg.Runs.HotFor.Duration, CommandTimeout: cfg.Runs.CommandTimeout.Duration,
+		CollectTimeout: cfg.Runs.CollectTimeout.Duration, MaxBatch: cfg.Runs.MaxBatch,
+		SettleWorkers: cfg.Runs.SettleWorkers, MaxUserBytes: cfg.Runs.MaxUserBytes,
+		Collect:     scheduler.CollectLimits{MaxFiles: cfg.Runs.MaxCollectFiles},
+		CancelGrace: cfg.Executor.CancelGrace.Duration,
+	}
+	if cfg.Executor.Kind == "slurm" {
+		pc.GoneGrace = cfg.Slurm.GoneGrace.Duration
+		pc.CancelGrace = cfg.Slurm.CancelGrace.Duration
+		pc.Collect.MaxBytes = cfg.Slurm.MaxCollectBytes
+	}
+	return pc
 }
 
 // detectLater retries, once a minute, the engines whose version could not be
@@ -325,6 +344,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		offered = append(offered, e)
 	}
 
+	watch := wes.NewWatch()
 	var fetcher *wes.Fetcher
 	if cfg.WorkflowURL.Fetch == nil || *cfg.WorkflowURL.Fetch {
 		fetcher = wes.NewFetcher(cfg.WorkflowURL.Timeout.Duration, cfg.WorkflowURL.AllowPrivate)
@@ -349,10 +369,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxPageSize:     cfg.Runs.MaxPageSize,
 		GoneGrace:       goneGrace,
 		Metrics:         registry,
+		Watch:           watch,
 	}, db, sched, log.With("component", "wes"))
 	if err != nil {
 		return err
 	}
+	pipe := pipeline.New(pipelineConfig(cfg), db, sched, svc, watch, pipeline.NewMetrics(registry),
+		log.With("component", "pipeline"))
 
 	// Every goroutine below stops when bgCtx ends and is waited for, on
 	// every way out of run.
@@ -389,7 +412,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	wg.Go(func() { svc.Run(bgCtx) })
+	wg.Go(func() { pipe.Run(bgCtx) })
 	serveErr := make(chan error, 1)
 	wg.Go(func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -306,14 +305,6 @@ func (e *Executor) Cancel(_ context.Context, _, id string) error {
 	})
 	return nil
 }
-
-// Open opens a file of a run directory.
-func (e *Executor) Open(_ context.Context, _, path string) (io.ReadSeekCloser, error) {
-	return os.Open(path)
-}
-
-// Collect does nothing: local runs already live in wesgate's data directory.
-func (e *Executor) Collect(context.Context, string, string, string) error { return nil }
 
 // Close stops every job and waits for them. Runs that were active are
 // settled as SYSTEM_ERROR when wesgate starts again.

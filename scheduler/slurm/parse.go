@@ -69,11 +69,26 @@ func parseSqueue(out []byte) (map[string]scheduler.JobStatus, error) {
 		if reason == "None" {
 			reason = ""
 		}
-		jobs[f[0]] = scheduler.JobStatus{ID: f[0], State: f[1], Reason: reason, Partition: f[3],
+		st := scheduler.JobStatus{ID: f[0], State: f[1], Reason: reason, Partition: f[3],
 			Node: f[4], Start: start}
+		if st.State == scheduler.StatePending {
+			st.Held, st.Doomed = heldReasons[reason], unsatisfiable[reason]
+		}
+		jobs[f[0]] = st
 	}
 	return jobs, nil
 }
+
+// unsatisfiable lists Slurm pending reasons that no wait will cure. Reasons
+// that pass with time stay out: QOSJobLimit (the QOS's job count is reached
+// until other jobs end) and PartitionNodeLimit (also given while the nodes
+// are down or drained).
+var unsatisfiable = map[string]bool{
+	"PartitionConfig": true, "InvalidAccount": true, "InvalidQOS": true, "BadConstraints": true,
+}
+
+// heldReasons are the pending reasons of a held job.
+var heldReasons = map[string]bool{"JobHeldUser": true, "JobHeldAdmin": true}
 
 // parseSacct parses `sacct --noheader --parsable2 --format=sacctFields`
 // output (without -X, so job steps follow their job). Steps other than the

@@ -56,7 +56,7 @@ func TestParseSqueue(t *testing.T) {
 		// hour ahead), not a start: it must not be reported as one.
 		"22": {ID: "22", State: "PENDING", Reason: "BeginTime", Partition: "debug"},
 		"23": {ID: "23", State: "PENDING", Reason: "Dependency", Partition: "debug"},
-		"21": {ID: "21", State: "PENDING", Reason: "JobHeldUser", Partition: "debug"},
+		"21": {ID: "21", State: "PENDING", Reason: "JobHeldUser", Held: true, Partition: "debug"},
 		"20": {ID: "20", State: "RUNNING", Partition: "debug", Node: "vm", Start: at("23:23:43")},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -268,5 +268,33 @@ func TestParseSacctExitAbove127(t *testing.T) {
 		if st.State != scheduler.StateFailed || st.ExitCode != exit&127 || len(st.Steps) != 1 || st.Steps[0].ExitCode != exit&127 {
 			t.Errorf("job %s (exit %d): %+v, want FAILED with code %d as sacct printed it", id, exit, st, exit&127)
 		}
+	}
+}
+
+// The slurm package classifies pending reasons: wes maps Held and Doomed.
+func TestPendingReasons(t *testing.T) {
+	for _, tt := range []struct {
+		reason       string
+		held, doomed bool
+	}{
+		{"Priority", false, false}, {"Resources", false, false}, {"QOSJobLimit", false, false},
+		{"PartitionNodeLimit", false, false}, {"AssocGrpCpuLimit", false, false},
+		{"JobHeldUser", true, false}, {"JobHeldAdmin", true, false},
+		{"PartitionConfig", false, true}, {"InvalidAccount", false, true}, {"InvalidQOS", false, true},
+		{"BadConstraints", false, true},
+	} {
+		out := []byte("7|PENDING|" + tt.reason + "|debug||N/A\n")
+		jobs, err := parseSqueue(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := jobs["7"]; st.Held != tt.held || st.Doomed != tt.doomed {
+			t.Errorf("%s: held %v doomed %v, want %v %v", tt.reason, st.Held, st.Doomed, tt.held, tt.doomed)
+		}
+	}
+	// A running job's reason is not classified.
+	jobs, _ := parseSqueue([]byte("8|RUNNING|JobHeldUser|debug|n1|2026-11-27T23:23:43\n"))
+	if jobs["8"].Held {
+		t.Error("a running job is not held")
 	}
 }

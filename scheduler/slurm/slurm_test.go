@@ -143,7 +143,7 @@ func labPool(t testing.TB, l *lab, mod func(*SSHConfig), log *slog.Logger) *Pool
 func labExecutor(t testing.TB, l *lab, pool *Pool, log *slog.Logger) *Executor {
 	t.Helper()
 	ex, err := New(Config{Cluster: "lab", Base: l.Base + "/{user}", DefaultPartition: l.Partition,
-		ServiceAccount: l.SvcUser, CancelGrace: 5 * time.Second}, pool, log)
+		ServiceAccount: l.SvcUser}, pool, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,9 +433,10 @@ func TestLabSubmitStatusCollect(t *testing.T) {
 		t.Errorf("status %+v: want start <= end and a node", st)
 	}
 
-	// Into a fresh directory: everything comes home, the staged tree too.
+	// Into a fresh directory: everything comes home, the staged tree too
+	// (not the batch script: wesgate wrote it).
 	home := t.TempDir()
-	if err := retry(t, "Collect", func(ctx context.Context) error { return ex.Collect(ctx, l.SvcUser, j.Dir, home) }); err != nil {
+	if err := retry(t, "Collect", func(ctx context.Context) error { _, err := ex.Collect(ctx, l.SvcUser, j.Dir, home, scheduler.CollectLimits{}); return err }); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{
@@ -445,7 +446,6 @@ func TestLabSubmitStatusCollect(t *testing.T) {
 		"outputs/a-copy.txt":    "alpha\n",
 		"work/a.txt":            "alpha\n",
 		"work/sub/deeper/b.txt": "beta\n",
-		scheduler.ScriptFile:    string(j.Script),
 	} {
 		if got := readFile(t, filepath.Join(home, filepath.FromSlash(name))); got != want {
 			t.Errorf("collected %s = %q, want %q", name, got, want)
@@ -468,7 +468,7 @@ func TestLabSubmitStatusCollect(t *testing.T) {
 	}
 	// Into the run's own directory, as wes does: the attachments are there
 	// already; the logs and records arrive.
-	if err := retry(t, "Collect", func(ctx context.Context) error { return ex.Collect(ctx, l.SvcUser, j.Dir, j.Local) }); err != nil {
+	if err := retry(t, "Collect", func(ctx context.Context) error { _, err := ex.Collect(ctx, l.SvcUser, j.Dir, j.Local, scheduler.CollectLimits{}); return err }); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, filepath.Join(j.Local, scheduler.StdoutFile)); got != "hello\nbeta\n" {
@@ -668,6 +668,7 @@ func TestLabSubmitTwice(t *testing.T) {
 	// While the job runs.
 	j := newLabJob(t, ex, []string{"/bin/sh", "-c", "sleep 3"})
 	id := submit(t, ex, j)
+	j.Retry = true // as the pipeline marks a run whose submission was attempted
 	if again := submit(t, restarted(), j); again != id {
 		t.Errorf("second Submit: job %s, want %s", again, id)
 	}
@@ -682,6 +683,7 @@ func TestLabSubmitTwice(t *testing.T) {
 	// already dropped the job.
 	quick := newLabJob(t, ex, []string{"true"})
 	qid := submit(t, ex, quick)
+	quick.Retry = true
 	waitStatus(t, ex, qid, 2*time.Minute, "terminal", terminal)
 	if again := submit(t, restarted(), quick); again != qid {
 		t.Errorf("Submit right after a quick job ended: job %s, want %s", again, qid)
@@ -722,13 +724,11 @@ func TestLabSubmitAfterStagingOnly(t *testing.T) {
 	j := newLabJob(t, ex, []string{"/bin/sh", "-c", "echo once"})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	fsys, err := ex.pool.SFTP(ctx, l.SvcUser)
-	if err != nil {
+	j.LocalDir = j.Local
+	if err := ex.stage(ctx, l.SvcUser, []scheduler.Job{j.Job}, []int{0}); err != nil {
 		t.Fatal(err)
 	}
-	if err := ex.stage(fsys, j.Job, j.Local); err != nil {
-		t.Fatal(err)
-	}
+	j.Retry = true
 	id := submit(t, ex, j)
 	waitStatus(t, ex, id, 2*time.Minute, "terminal", terminal)
 	if got := remoteLines(t, ex, "squeue", "--me", "--noheader", "--states=all", "--name="+j.Name, "--format=%i"); !slices.Equal(got, []string{id}) {

@@ -320,15 +320,43 @@ func (p *Pool) forget(c *conn, cl *ssh.Client, cause error) {
 // an *ExitError; a broken connection is dropped and reported as
 // ErrUnreachable. When ctx ends, the remote command is killed.
 func (p *Pool) Run(ctx context.Context, account, cmd string, stdin []byte) ([]byte, error) {
+	var stdout bytes.Buffer
+	var in io.Reader
+	if stdin != nil {
+		in = bytes.NewReader(stdin)
+	}
+	err := p.Stream(ctx, account, cmd, in, func(r io.Reader) error {
+		_, err := stdout.ReadFrom(r)
+		return err
+	})
+	var ee *ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return nil, err
+	}
+	return stdout.Bytes(), err
+}
+
+// errStopped is returned by a consume function that has read enough: the
+// remote command is then killed, and Stream reports no error of its own.
+var errStopped = errors.New("stopped reading")
+
+// Stream runs a command as account with stdin (nil for none), handing its
+// stdout to consume while it runs. When consume returns errStopped, the
+// command is killed and Stream returns nil; another error of consume is
+// returned as it is. A non-zero exit is an *ExitError; a broken connection
+// is dropped and reported as ErrUnreachable. When ctx ends, the remote
+// command is killed and the session closed, so a command that hangs never
+// holds a session slot past its deadline.
+func (p *Pool) Stream(ctx context.Context, account, cmd string, stdin io.Reader, consume func(io.Reader) error) error {
 	c, cl, err := p.client(ctx, account)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	select {
 	case c.sem <- struct{}{}:
 		defer func() { <-c.sem }()
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	sess, err := cl.NewSession()
 	// sshd frees a closed session a moment after the close, so at its
@@ -338,7 +366,7 @@ func (p *Pool) Run(ctx context.Context, account, cmd string, stdin []byte) ([]by
 		select {
 		case <-time.After(time.Duration(try) * 20 * time.Millisecond):
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 		sess, err = cl.NewSession()
 	}
@@ -346,38 +374,66 @@ func (p *Pool) Run(ctx context.Context, account, cmd string, stdin []byte) ([]by
 		if !errors.As(err, &refused) {
 			p.forget(c, cl, err)
 		}
-		return nil, fmt.Errorf("%w: new session: %v", ErrUnreachable, err)
+		return fmt.Errorf("%w: new session: %w", ErrUnreachable, err)
 	}
 	defer sess.Close()
-	var stdout, stderr bytes.Buffer
-	sess.Stdout, sess.Stderr = &stdout, &stderr
-	if stdin != nil {
-		sess.Stdin = bytes.NewReader(stdin)
+	var stderr limitedBuffer
+	sess.Stderr = &stderr
+	sess.Stdin = stdin
+	out, err := sess.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("%w: stdout: %w", ErrUnreachable, err)
 	}
 	if err := sess.Start(cmd); err != nil {
-		return nil, fmt.Errorf("%w: start: %v", ErrUnreachable, err)
+		return fmt.Errorf("%w: start: %w", ErrUnreachable, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- sess.Wait() }()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
+	// The session is closed when ctx ends, which unblocks consume and Wait.
+	stop := context.AfterFunc(ctx, func() {
 		sess.Signal(ssh.SIGKILL)
 		sess.Close()
-		<-done
-		return nil, ctx.Err()
+	})
+	defer stop()
+	cerr := consume(out)
+	if cerr != nil {
+		sess.Signal(ssh.SIGKILL)
+		sess.Close()
+		io.Copy(io.Discard, out)
+	} else {
+		io.Copy(io.Discard, out) // what consume left, so Wait can finish
+	}
+	err = sess.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(cerr, errStopped) {
+		c.markOK()
+		return nil
+	}
+	if cerr != nil {
+		return cerr
 	}
 	if err != nil {
 		var ee *ssh.ExitError
 		if errors.As(err, &ee) {
 			c.markOK()
-			return stdout.Bytes(), &ExitError{Command: commandName(cmd), Status: ee.ExitStatus(), Stderr: stderr.String()}
+			return &ExitError{Command: commandName(cmd), Status: ee.ExitStatus(), Stderr: stderr.String()}
 		}
 		p.forget(c, cl, err)
-		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	c.markOK()
-	return stdout.Bytes(), nil
+	return nil
+}
+
+// limitedBuffer keeps the first 64 KiB written to it: a remote command's
+// stderr, for messages.
+type limitedBuffer struct{ bytes.Buffer }
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := 64<<10 - b.Len(); room > 0 {
+		b.Buffer.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
 }
 
 func (c *conn) markOK() {

@@ -25,6 +25,14 @@ func (db *DB) ReplaceTasks(ctx context.Context, runID string, tasks []wes.Task) 
 	if err != nil {
 		return err
 	}
+	if err := replaceTasks(ctx, tx, seq, tasks); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// replaceTasks sets the tasks of the run with seq inside tx.
+func replaceTasks(ctx context.Context, tx *sql.Tx, seq int64, tasks []wes.Task) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE run_seq = ?`, seq); err != nil {
 		return err
 	}
@@ -36,7 +44,7 @@ func (db *DB) ReplaceTasks(ctx context.Context, runID string, tasks []wes.Task) 
 			return fmt.Errorf("insert task: %w", err)
 		}
 	}
-	return tx.Commit()
+	return nil
 }
 
 const taskColumns = `t.id, t.name, t.cmd, t.started, t.ended, t.exit_code, t.system_logs`

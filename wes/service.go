@@ -66,7 +66,7 @@ type Config struct {
 	// Watch is where the run pipeline records how the cluster answers
 	// (nil: a new one, for a service without a pipeline).
 	Watch *Watch
-	Now     func() time.Time
+	Now   func() time.Time
 }
 
 // Service is the WES service: every rule of the API lives here, and both the

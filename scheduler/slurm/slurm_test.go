@@ -436,7 +436,10 @@ func TestLabSubmitStatusCollect(t *testing.T) {
 	// Into a fresh directory: everything comes home, the staged tree too
 	// (not the batch script: wesgate wrote it).
 	home := t.TempDir()
-	if err := retry(t, "Collect", func(ctx context.Context) error { _, err := ex.Collect(ctx, l.SvcUser, j.Dir, home, scheduler.CollectLimits{}); return err }); err != nil {
+	if err := retry(t, "Collect", func(ctx context.Context) error {
+		_, err := ex.Collect(ctx, l.SvcUser, j.Dir, home, scheduler.CollectLimits{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{
@@ -468,7 +471,10 @@ func TestLabSubmitStatusCollect(t *testing.T) {
 	}
 	// Into the run's own directory, as wes does: the attachments are there
 	// already; the logs and records arrive.
-	if err := retry(t, "Collect", func(ctx context.Context) error { _, err := ex.Collect(ctx, l.SvcUser, j.Dir, j.Local, scheduler.CollectLimits{}); return err }); err != nil {
+	if err := retry(t, "Collect", func(ctx context.Context) error {
+		_, err := ex.Collect(ctx, l.SvcUser, j.Dir, j.Local, scheduler.CollectLimits{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, filepath.Join(j.Local, scheduler.StdoutFile)); got != "hello\nbeta\n" {

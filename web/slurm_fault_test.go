@@ -359,6 +359,7 @@ func TestSlurmFaultResubmitEndedJob(t *testing.T) {
 		}
 		time.Sleep(slurmPoll)
 	}
+	job.Retry = true // the store says this run's submission was attempted
 	again, err := newLabScheduler(t, lab, log).Submit(ctx, job, local)
 	if err != nil || again != jobID {
 		t.Fatalf("the second Submit returned %q, %v; want the first job %s", again, err, jobID)

@@ -180,10 +180,11 @@ type PipelineStore interface {
 	// ActiveJobs returns every run that has not ended, oldest first, with
 	// the columns of ActiveRun only.
 	ActiveJobs(ctx context.Context) ([]ActiveRun, error)
-	// BeginSubmit records the account, run directory and command of runs
-	// about to be submitted, and marks them attempted.
+	// BeginSubmit records the account of runs about to be submitted, and
+	// marks them attempted.
 	BeginSubmit(ctx context.Context, subs []Submission) error
-	// RecordJobs records the job ids of submitted runs.
+	// RecordJobs records the job ids, accounts, run directories and
+	// commands of submitted runs.
 	RecordJobs(ctx context.Context, subs []Submission) error
 	// UpdateJobs applies poll results to runs that are still active; a run
 	// whose cancel was requested stays CANCELING.

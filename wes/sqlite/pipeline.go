@@ -50,23 +50,21 @@ func (db *DB) ActiveJobs(ctx context.Context) ([]wes.ActiveRun, error) {
 	return runs, rows.Err()
 }
 
-// BeginSubmit records the account, directory and command of runs about to
-// be submitted and marks them attempted, in one transaction.
+// BeginSubmit records the account of runs about to be submitted and marks
+// them attempted, in one transaction.
 func (db *DB) BeginSubmit(ctx context.Context, subs []wes.Submission) error {
-	return db.each(ctx, len(subs), `UPDATE runs SET account = ?, run_dir = ?, cmd = ?, submit_attempted = 1
-		WHERE id = ? AND job_id = ''`, func(i int) []any {
-		s := subs[i]
-		return []any{s.Account, s.RunDir, mustJSON(nonNilList(s.Cmd)), s.ID}
-	})
+	return db.each(ctx, len(subs), `UPDATE runs SET account = ?, submit_attempted = 1 WHERE id = ? AND job_id = ''`,
+		func(i int) []any { return []any{subs[i].Account, subs[i].ID} })
 }
 
-// RecordJobs records job ids, in one transaction. A run that ended
-// meanwhile keeps its state but still learns its job.
+// RecordJobs records the job id, account, run directory and command of
+// submitted runs, in one transaction. A run that ended meanwhile keeps its
+// state but still learns its job.
 func (db *DB) RecordJobs(ctx context.Context, subs []wes.Submission) error {
-	return db.each(ctx, len(subs), `UPDATE runs SET job_id = ?, account = ?, run_dir = ? WHERE id = ?`,
+	return db.each(ctx, len(subs), `UPDATE runs SET job_id = ?, account = ?, run_dir = ?, cmd = ? WHERE id = ?`,
 		func(i int) []any {
 			s := subs[i]
-			return []any{s.JobID, s.Account, s.RunDir, s.ID}
+			return []any{s.JobID, s.Account, s.RunDir, mustJSON(nonNilList(s.Cmd)), s.ID}
 		})
 }
 

@@ -360,8 +360,8 @@ ln -sfn "$LAB_SLURM_CONF" /etc/slurm/slurm.conf
 # ---------------------------------------------------------------------------
 # 5b. Shims for sbatch/squeue/sacct/scancel in $SHIM_DIR (first in PATH, for
 #     ssh sessions too), for lab/ctl.sh slow and count. Without a file in
-#     $SLOW_DIR and without $COUNT_DIR/on they only exec /usr/bin/NAME, so
-#     exit code, stdout, stderr and stdin are the command's own.
+#     $SLOW_DIR and without $COUNT_DIR/on they only exec /usr/bin/NAME (with
+#     argv[0] NAME), so exit code, stdout, stderr and stdin are its own.
 # ---------------------------------------------------------------------------
 install -d -m 0755 "$SLOW_DIR" "$COUNT_DIR"
 # a (re)started lab answers at full speed: drop slow settings left over
@@ -375,14 +375,14 @@ install_shim() { # install_shim NAME
     die "$path exists and is not the lab's shim; move it away first"
   fi
   write_file "$path" 0755 root:root <<EOF
-#!/bin/sh
+#!/bin/bash
 # $SHIM_MARK for $name, written by lab/up.sh (see lab/README.md).
 # If $COUNT_DIR/on exists, append "UNIXTIME USER $name" to $COUNT_DIR/log.
 # If $SLOW_DIR/$name exists, first sleep that many seconds, or, if it says
 # "hang", never answer: wait until the file changes or the caller is gone,
 # then fail as if slurmctld never replied. Then exec /usr/bin/$name.
 if [ -e "$COUNT_DIR/on" ]; then
-  printf '%s %s %s\n' "\$(date +%s.%N)" "\$(id -un)" $name >>"$COUNT_DIR/log" 2>/dev/null
+  printf '%s %s %s\n' "\$EPOCHREALTIME" "\$(id -un)" $name >>"$COUNT_DIR/log" 2>/dev/null
 fi
 if [ -e "$SLOW_DIR/$name" ]; then
   d=
@@ -398,7 +398,8 @@ if [ -e "$SLOW_DIR/$name" ]; then
   fi
   [ -z "\$d" ] || sleep "\$d" 2>/dev/null || :
 fi
-exec /usr/bin/$name "\$@"
+# exec -a: the command sees argv[0] "$name", as without the shim (messages)
+exec -a $name /usr/bin/$name "\$@"
 EOF
 }
 for c in "${SHIM_CMDS[@]}"; do install_shim "$c"; done

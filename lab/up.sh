@@ -386,12 +386,12 @@ if [ -e "$COUNT_DIR/on" ]; then
 fi
 if [ -e "$SLOW_DIR/$name" ]; then
   d=
-  read -r d <"$SLOW_DIR/$name" 2>/dev/null || :
+  read -r d 2>/dev/null <"$SLOW_DIR/$name" || :
   if [ "\$d" = hang ]; then
     while [ "\$d" = hang ] && kill -0 "\$PPID" 2>/dev/null; do
       sleep 0.2
       d=
-      read -r d <"$SLOW_DIR/$name" 2>/dev/null || :
+      read -r d 2>/dev/null <"$SLOW_DIR/$name" || :
     done
     echo "$name: error: Socket timed out on send/recv operation (lab: hang)" >&2
     exit 1

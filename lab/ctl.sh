@@ -169,8 +169,10 @@ export WESGATE_LAB_LAG_DELAY='$delay'"
   setsid "$BIN_DIR/lagproxy" -listen "127.0.0.1:$LAB_LAG_PORT" -target "127.0.0.1:$LAB_SSH_PORT" \
     -delay "$delay" </dev/null >>"${LOGFILE[lagproxy]}" 2>&1 9>&- &
   echo "$!" >"${PIDFILE[lagproxy]}"
-  wait_until 10 port_listening "$LAB_LAG_PORT" || fail_with_logs "lagproxy not listening on $LAB_LAG_PORT"
-  daemon_pid lagproxy >/dev/null || fail_with_logs "lagproxy exited (see ${LOGFILE[lagproxy]})"
+  if ! wait_until 10 port_listening "$LAB_LAG_PORT" || ! daemon_pid lagproxy >/dev/null; then
+    tail -n 20 "${LOGFILE[lagproxy]}" >&2
+    die "lagproxy did not come up on 127.0.0.1:$LAB_LAG_PORT (log above, ${LOGFILE[lagproxy]})"
+  fi
   printf '%s\n' "$want" >"$LAG_ENV"
   chmod 0644 "$LAG_ENV"
 }

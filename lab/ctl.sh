@@ -177,10 +177,11 @@ export WESGATE_LAB_LAG_DELAY='$delay'"
   chmod 0644 "$LAG_ENV"
 }
 
+# lag_off: stop the proxy, whichever port it was started on (stop waits
+# until the process is gone, and with it its listener).
 lag_off() {
   rm -f "$LAG_ENV"
   stop lagproxy
-  wait_until 10 not port_listening "$LAB_LAG_PORT" || die "lagproxy: port $LAB_LAG_PORT still listening"
 }
 
 # ---------------------------------------------------------------------------

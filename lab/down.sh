@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stop everything lab/up.sh started, newest first, by the pid files in the
-# state dir. Idempotent: daemons that are not running are skipped.
+# Stop everything lab/up.sh (and lab/ctl.sh lag) started, newest first, by
+# the pid files in the state dir. Idempotent: daemons that are not running are skipped.
 #
 # Before stopping Slurm, all jobs still in the queue are cancelled, so no job
 # processes outlive slurmd and no pending job reappears on the next up.sh
@@ -8,7 +8,8 @@
 #
 #   lab/down.sh           stop daemons, remove $LAB_STATE/env.sh
 #   lab/down.sh --purge   also delete $LAB_STATE and $LAB_BASE (keys, DB,
-#                         logs, run dirs) and the /etc/slurm/slurm.conf link.
+#                         logs, run dirs), the /etc/slurm/slurm.conf link and
+#                         the Slurm command shims in /usr/local/bin.
 #                         Users, packages and the munge key are kept.
 set -euo pipefail
 
@@ -64,6 +65,9 @@ stop_daemon() {
   rm -f "${PIDFILE[$name]}"
 }
 
+# the latency proxy (lab/ctl.sh lag) sits in front of sshd: first
+rm -f "$LAG_ENV"
+stop_daemon lagproxy
 for ((idx = ${#DAEMONS[@]} - 1; idx >= 0; idx--)); do
   stop_daemon "${DAEMONS[idx]}"
 done
@@ -73,6 +77,9 @@ if [[ -n "$PURGE" ]]; then
   if [[ -L /etc/slurm/slurm.conf && "$(readlink /etc/slurm/slurm.conf)" == "$LAB_SLURM_CONF" ]]; then
     rm -f /etc/slurm/slurm.conf
   fi
+  for c in "${SHIM_CMDS[@]}"; do
+    if [[ -f "$SHIM_DIR/$c" ]] && grep -qF "$SHIM_MARK" "$SHIM_DIR/$c"; then rm -f "$SHIM_DIR/$c"; fi
+  done
   rm -rf -- "$LAB_STATE" "$LAB_BASE"
   rmdir --ignore-fail-on-non-empty "$(dirname "$LAB_BASE")" 2>/dev/null || true
 fi

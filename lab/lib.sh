@@ -17,6 +17,7 @@ LAB_SSH_PORT="${LAB_SSH_PORT:-2222}"      # non-standard port, loopback only
 LAB_MYSQL_PORT="${LAB_MYSQL_PORT:-3307}"  # own MariaDB instance, not the distro's 3306
 LAB_WAIT="${LAB_WAIT:-60}"                # seconds to wait for the smoke job
 LAB_CLUSTER="${LAB_CLUSTER:-wesgate-lab}"
+LAB_LAG_PORT="${LAB_LAG_PORT:-2223}"      # lab/ctl.sh lag: the latency proxy in front of sshd
 
 LAB_USER1=wesuser1
 LAB_USER2=wesuser2
@@ -30,6 +31,17 @@ SSH_DIR="$LAB_STATE/ssh"
 KEY_DIR="$LAB_STATE/keys"
 MYSQL_DIR="$LAB_STATE/mysql"
 MUNGE_DIR="$LAB_STATE/munge"
+BIN_DIR="$LAB_STATE/bin"      # lagproxy, built from lab/lagproxy
+SLOW_DIR="$LAB_STATE/slow"    # lab/ctl.sh slow: one file per slowed command
+COUNT_DIR="$LAB_STATE/count"  # lab/ctl.sh count: the shims' command log
+LAG_ENV="$LAB_STATE/lag.env"  # WESGATE_LAB_LAG_* while the proxy runs
+
+# Slurm commands that get a shim in $SHIM_DIR (first in PATH, also in ssh
+# sessions: sshd's default PATH starts with /usr/local/bin), for lab/ctl.sh
+# slow and count. Each shim execs /usr/bin/NAME.
+SHIM_DIR=/usr/local/bin
+SHIM_CMDS=(sbatch squeue sacct scancel)
+SHIM_MARK="wesgate-lab shim"  # in every shim; up.sh overwrites only files with it
 
 LAB_SLURM_CONF="$SLURM_DIR/slurm.conf"
 # Daemons get SLURM_CONF explicitly; slurmdbd looks for slurmdbd.conf in the
@@ -45,6 +57,7 @@ declare -A PIDFILE=(
   [slurmctld]="$RUN_DIR/slurmctld.pid"
   [slurmd]="$RUN_DIR/slurmd.pid"
   [sshd]="$RUN_DIR/sshd.pid"
+  [lagproxy]="$RUN_DIR/lagproxy.pid"
 )
 # name -> log file (for the failure report)
 declare -A LOGFILE=(
@@ -54,8 +67,10 @@ declare -A LOGFILE=(
   [slurmctld]="$LOG_DIR/slurmctld.log"
   [slurmd]="$LOG_DIR/slurmd.log"
   [sshd]="$LOG_DIR/sshd.log"
+  [lagproxy]="$LOG_DIR/lagproxy.log"
 )
-# start order; down.sh stops in reverse
+# start order; down.sh stops in reverse. (lagproxy is not started by up.sh
+# but by `ctl.sh lag`; down.sh stops it first.)
 DAEMONS=(munged mysqld slurmdbd slurmctld slurmd sshd)
 
 log() { printf '[lab] %s\n' "$*" >&2; }
@@ -111,4 +126,21 @@ show_logs() {
     printf '\n===== tail %s =====\n' "$f" >&2
     tail -n 25 "$f" >&2 || true
   done
+}
+
+# build_lagproxy: go build lab/lagproxy's command into $BIN_DIR/lagproxy when
+# it is missing or older than its sources. Needs go (PATH or /usr/local/go).
+build_lagproxy() {
+  local src bin="$BIN_DIR/lagproxy" gobin
+  src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lagproxy"
+  if [[ -x "$bin" ]] && [[ -z "$(find "$src" -name '*.go' -newer "$bin" -print -quit)" ]]; then
+    return 0
+  fi
+  gobin="$(command -v go || true)"
+  [[ -n "$gobin" ]] || gobin=/usr/local/go/bin/go
+  [[ -x "$gobin" ]] || { log "lagproxy: no go toolchain found; cannot build $bin"; return 1; }
+  install -d -m 0755 "$BIN_DIR"
+  log "lagproxy: building $bin"
+  (cd "$src/../.." && "$gobin" build -o "$bin.new" ./lab/lagproxy/cmd/lagproxy) || return 1
+  mv -f "$bin.new" "$bin"
 }

@@ -10,7 +10,7 @@
 #
 # Environment: LAB_STATE (default /var/lib/wesgate-lab), LAB_BASE (default
 # /srv/wesgate-lab/runs), LAB_SSH_PORT (2222), LAB_MYSQL_PORT (3307),
-# LAB_WAIT (60). See lab/README.md.
+# LAB_LAG_PORT (2223, for known_hosts), LAB_WAIT (60). See lab/README.md.
 set -euo pipefail
 
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -151,9 +151,10 @@ for u in "${LAB_USERS[@]}"; do ensure_user "$u"; done
   || ssh-keygen -q -t ed25519 -N '' -C "wesgate-lab host" -f "$SSH_DIR/ssh_host_ed25519_key"
 chmod 0600 "$SSH_DIR/user_ca" "$SSH_DIR/ssh_host_ed25519_key"
 # known_hosts for golang.org/x/crypto/ssh/knownhosts: non-22 ports are written
-# as [host]:port.
+# as [host]:port. The same key is also accepted at the latency proxy's port
+# (lab/ctl.sh lag), which forwards to this sshd.
 write_file "$SSH_DIR/known_hosts" 0644 root:root <<EOF
-[127.0.0.1]:$LAB_SSH_PORT,[localhost]:$LAB_SSH_PORT $(cut -d' ' -f1,2 "$SSH_DIR/ssh_host_ed25519_key.pub")
+[127.0.0.1]:$LAB_SSH_PORT,[localhost]:$LAB_SSH_PORT,[127.0.0.1]:$LAB_LAG_PORT,[localhost]:$LAB_LAG_PORT $(cut -d' ' -f1,2 "$SSH_DIR/ssh_host_ed25519_key.pub")
 EOF
 
 # Run base for wesgate run dirs: sticky 1777 (like /tmp) plus a per-user
@@ -357,6 +358,58 @@ fi
 ln -sfn "$LAB_SLURM_CONF" /etc/slurm/slurm.conf
 
 # ---------------------------------------------------------------------------
+# 5b. Shims for sbatch/squeue/sacct/scancel in $SHIM_DIR (first in PATH, for
+#     ssh sessions too), for lab/ctl.sh slow and count. Without a file in
+#     $SLOW_DIR and without $COUNT_DIR/on they only exec /usr/bin/NAME (with
+#     argv[0] NAME), so exit code, stdout, stderr and stdin are its own.
+# ---------------------------------------------------------------------------
+install -d -m 0755 "$SLOW_DIR" "$COUNT_DIR"
+# a (re)started lab answers at full speed: drop slow settings left over
+# (this also releases shims hanging on "hang")
+rm -f "$SLOW_DIR"/*
+
+install_shim() { # install_shim NAME
+  local name="$1" path="$SHIM_DIR/$1"
+  [[ -x "/usr/bin/$name" ]] || die "/usr/bin/$name missing"
+  if [[ -e "$path" ]] && ! grep -qF "$SHIM_MARK" "$path"; then
+    die "$path exists and is not the lab's shim; move it away first"
+  fi
+  write_file "$path" 0755 root:root <<EOF
+#!/bin/bash
+# $SHIM_MARK for $name, written by lab/up.sh (see lab/README.md).
+# If $COUNT_DIR/on exists, append "UNIXTIME USER $name" to $COUNT_DIR/log.
+# If $SLOW_DIR/$name exists, first sleep that many seconds, or, if it says
+# "hang", never answer: wait until the file changes or the caller is gone,
+# then fail as if slurmctld never replied. Then exec /usr/bin/$name.
+if [ -e "$COUNT_DIR/on" ]; then
+  printf '%s %s %s\n' "\$EPOCHREALTIME" "\$(id -un)" $name >>"$COUNT_DIR/log" 2>/dev/null
+fi
+if [ -e "$SLOW_DIR/$name" ]; then
+  d=
+  read -r d 2>/dev/null <"$SLOW_DIR/$name" || :
+  if [ "\$d" = hang ]; then
+    while [ "\$d" = hang ] && kill -0 "\$PPID" 2>/dev/null; do
+      sleep 0.2
+      d=
+      read -r d 2>/dev/null <"$SLOW_DIR/$name" || :
+    done
+    echo "$name: error: Socket timed out on send/recv operation (lab: hang)" >&2
+    exit 1
+  fi
+  [ -z "\$d" ] || sleep "\$d" 2>/dev/null || :
+fi
+# exec -a: the command sees argv[0] "$name", as without the shim (messages)
+exec -a $name /usr/bin/$name "\$@"
+EOF
+}
+for c in "${SHIM_CMDS[@]}"; do install_shim "$c"; done
+hash -r
+
+# the latency proxy for lab/ctl.sh lag (not started here); a missing Go
+# toolchain only disables `ctl.sh lag`
+build_lagproxy || log "WARNING: could not build lagproxy; lab/ctl.sh lag will not work"
+
+# ---------------------------------------------------------------------------
 # 6. Slurm daemons
 # ---------------------------------------------------------------------------
 dbd_up() { timeout 5 sacctmgr -n -P show cluster format=cluster; }
@@ -477,6 +530,12 @@ ssh-keygen -q -s "$SSH_DIR/user_ca" -I lab-selftest -n "$LAB_USER2" -V -1m:+2m "
 who="$(lab_ssh "$LAB_USER2" "$TMP/k" whoami -o CertificateFile="$TMP/k-cert.pub")" \
   || fail_with_logs "ssh with a CA-signed certificate failed"
 [[ "$who" == "$LAB_USER2" ]] || fail_with_logs "cert login landed as '$who'"
+
+# ssh sessions must find the shims first (lab/ctl.sh slow and count)
+shim="$(lab_ssh "$LAB_USER1" "$KEY_DIR/$LAB_USER1" "command -v sbatch")" \
+  || fail_with_logs "ssh as $LAB_USER1 failed"
+[[ "$shim" == "$SHIM_DIR/sbatch" ]] \
+  || fail_with_logs "ssh sessions run '$shim', not the lab's shim $SHIM_DIR/sbatch (PATH)"
 
 T_JOB="$EPOCHREALTIME"
 JOBID="$(lab_ssh "$LAB_USER1" "$KEY_DIR/$LAB_USER1" \

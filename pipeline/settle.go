@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -175,7 +176,7 @@ func (p *Pipeline) settle(ctx context.Context, acct string, it settleItem) time.
 	}
 	logs := p.lines(m.Log)
 	problems := append(got.Problems, rec.problems...)
-	if len(problems) > 0 && m.State == wes.Complete {
+	if m.State == wes.Complete && (len(rec.problems) > 0 || slices.ContainsFunc(got.Refused, isRecord)) {
 		m.State = wes.ExecutorError
 		logs = append(logs, p.lines("the run's files are not what the engine writes, so the run did not complete cleanly")...)
 	}
@@ -270,6 +271,14 @@ func (p *Pipeline) finish(ctx context.Context, r wes.ActiveRun, f wes.Final) {
 	}
 	p.metrics.settled.WithLabelValues(string(f.State)).Inc()
 	p.log.Info("run ended", "run", r.ID, "state", f.State, "job", r.JobID)
+}
+
+// isRecord reports whether a run-directory entry is one of the logs or
+// the wrapper's records: if one of those is not a regular file, the run's
+// end cannot be trusted.
+func isRecord(name string) bool {
+	return name == scheduler.StdoutFile || name == scheduler.StderrFile || name == scheduler.RecordDir ||
+		strings.HasPrefix(name, scheduler.RecordDir+"/")
 }
 
 // records is what the batch-script wrapper wrote.

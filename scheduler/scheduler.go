@@ -52,6 +52,9 @@ type Collected struct {
 	// Problems are user-safe lines for the run's system_logs: files that
 	// were not regular, limits that were reached.
 	Problems []string
+	// Refused names the entries (relative to the run directory) that were
+	// not copied because they are not regular files or directories.
+	Refused []string
 }
 
 // Files the batch-script wrapper and the executors use inside a run directory.

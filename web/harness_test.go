@@ -50,8 +50,8 @@ type envOptions struct {
 	Slurm *labEnv
 	// GoneGrace is passed to the service (Slurm only).
 	GoneGrace time.Duration
-	// CollectTimeout bounds the settling of one run (default 10 minutes).
-	CollectTimeout time.Duration
+	// Pipeline adjusts the run pipeline's configuration.
+	Pipeline func(*pipeline.Config)
 	// Auth builds the authenticator on the env's database (nil: the local
 	// development identity).
 	Auth func(t testing.TB, db *sqlite.DB) auth.Authenticator
@@ -193,9 +193,11 @@ func newTestEnv(t testing.TB, o envOptions) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pipe := pipeline.New(pipeline.Config{PollInterval: poll, GoneGrace: o.GoneGrace, CancelGrace: 5 * time.Second,
-		CollectTimeout: o.CollectTimeout},
-		db, sched, svc, watch, pipeline.NewMetrics(reg), log)
+	pc := pipeline.Config{PollInterval: poll, GoneGrace: o.GoneGrace, CancelGrace: 5 * time.Second}
+	if o.Pipeline != nil {
+		o.Pipeline(&pc)
+	}
+	pipe := pipeline.New(pc, db, sched, svc, watch, pipeline.NewMetrics(reg), log)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -127,7 +127,11 @@ func untar(r io.Reader, root *os.Root, lim scheduler.CollectLimits, got *schedul
 				return err
 			}
 			got.Bytes += hdr.Size
+		case tar.TypeSymlink, tar.TypeLink:
+			// Never followed, never copied; engines leave links about.
+			got.Refused = append(got.Refused, name)
 		default:
+			got.Refused = append(got.Refused, name)
 			note("%s is not a regular file; it was not copied", name)
 		}
 	}

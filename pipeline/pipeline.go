@@ -111,6 +111,7 @@ type Pipeline struct {
 
 	mu          sync.Mutex           // guards the fields below
 	busy        map[string]bool      // stage+"/"+account: an operation is in flight
+	doneAt      map[string]time.Time // stage+"/"+account: when the last operation ended
 	notBefore   map[string]time.Time // stage+"/"+account: backoff after a failure
 	failures    map[string]int       // stage+"/"+account: failures in a row
 	hot         map[string]time.Time // account -> poll fast until
@@ -173,11 +174,14 @@ func New(cfg Config, store wes.PipelineStore, sched wes.Scheduler, svc Service, 
 	}
 	return &Pipeline{cfg: cfg, store: store, sched: sched, svc: svc, watch: watch, log: log, metrics: m,
 		settleQ: make(chan settleItem, 1<<16), kick: make(chan struct{}, 1),
-		busy: map[string]bool{}, notBefore: map[string]time.Time{}, failures: map[string]int{},
+		busy: map[string]bool{}, doneAt: map[string]time.Time{}, notBefore: map[string]time.Time{}, failures: map[string]int{},
 		hot: map[string]time.Time{}, lastPoll: map[string]time.Time{}, submitting: map[string]bool{},
 		settling: map[string]bool{}, settleAfter: map[string]time.Time{}, settleTries: map[string]int{},
 		waitLogged: map[string]bool{}, slots: map[string]chan struct{}{}}
 }
+
+// minRoundGap spaces rounds that wakes ask for.
+const minRoundGap = 20 * time.Millisecond
 
 // Run runs every stage until ctx ends, and waits for them.
 func (p *Pipeline) Run(ctx context.Context) error {
@@ -202,6 +206,16 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		case <-p.kick:
 			wake = true
 		}
+		if wake {
+			// A burst of requests wakes the pipeline once per request:
+			// rounds are spaced so that the store is read a bounded
+			// number of times per second.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(minRoundGap):
+			}
+		}
 	}
 }
 
@@ -214,11 +228,13 @@ func (p *Pipeline) poke() {
 }
 
 // start runs fn for stage and account in its own goroutine unless one is
-// in flight or backing off; it reports whether it started.
-func (p *Pipeline) start(ctx context.Context, wg *sync.WaitGroup, stage, account string, fn func(context.Context) error) bool {
+// in flight, backing off, or finished after seen (the moment the round read
+// the store: its view of this account is older than that operation's
+// writes); it reports whether it started.
+func (p *Pipeline) start(ctx context.Context, wg *sync.WaitGroup, seen time.Time, stage, account string, fn func(context.Context) error) bool {
 	key := stage + "/" + account
 	p.mu.Lock()
-	if p.busy[key] || p.cfg.Now().Before(p.notBefore[key]) {
+	if p.busy[key] || p.cfg.Now().Before(p.notBefore[key]) || p.doneAt[key].After(seen) {
 		p.mu.Unlock()
 		return false
 	}
@@ -229,6 +245,7 @@ func (p *Pipeline) start(ctx context.Context, wg *sync.WaitGroup, stage, account
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		delete(p.busy, key)
+		p.doneAt[key] = time.Now()
 		if err != nil && ctx.Err() == nil {
 			p.failures[key]++
 			backoff := min(time.Second<<min(p.failures[key]-1, 5), 30*time.Second)
@@ -256,6 +273,7 @@ func (p *Pipeline) round(ctx context.Context, wg *sync.WaitGroup, wake bool) {
 	if !due {
 		return
 	}
+	seen := time.Now()
 	runs, err := p.store.ActiveJobs(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -309,23 +327,27 @@ func (p *Pipeline) round(ctx context.Context, wg *sync.WaitGroup, wake bool) {
 		if len(rs) > p.cfg.MaxBatch {
 			rs = rs[:p.cfg.MaxBatch]
 		}
-		p.start(ctx, wg, "submit", acct, func(ctx context.Context) error { return p.submit(ctx, acct, rs) })
+		p.start(ctx, wg, seen, "submit", acct, func(ctx context.Context) error { return p.submit(ctx, acct, rs) })
 	}
 	pending := 0
 	for acct, rs := range cancels {
 		pending += len(rs)
-		p.start(ctx, wg, "cancel", acct, func(ctx context.Context) error { return p.cancel(ctx, acct, rs) })
+		p.start(ctx, wg, seen, "cancel", acct, func(ctx context.Context) error { return p.cancel(ctx, acct, rs) })
 	}
 	p.metrics.queue.WithLabelValues("cancel").Set(float64(pending))
 	for _, acct := range accounts {
-		if !wake && !full && !p.isHot(acct, now) {
-			continue
+		// An account is polled every PollInterval, or every FastPoll while it
+		// is hot or something happened (a job of the local executor ended, a
+		// run was created): never more often, however many wakes arrive.
+		period := p.cfg.PollInterval
+		if wake || p.isHot(acct, now) {
+			period = p.cfg.FastPoll
 		}
-		if !wake && !full && now.Sub(p.lastPolled(acct)) < p.cfg.FastPoll {
+		if now.Sub(p.lastPolled(acct)) < period {
 			continue
 		}
 		rs := polled[acct]
-		p.start(ctx, wg, "poll", acct, func(ctx context.Context) error { return p.poll(ctx, acct, rs) })
+		p.start(ctx, wg, seen, "poll", acct, func(ctx context.Context) error { return p.poll(ctx, acct, rs) })
 	}
 }
 

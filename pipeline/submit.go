@@ -31,7 +31,11 @@ func (p *Pipeline) submit(ctx context.Context, acct string, queued []wes.ActiveR
 			}
 			continue
 		}
-		job, sub, msg := p.jobOf(r, acct, ar.SubmitAttempted)
+		// The round's snapshot may be older than a batch that just ended.
+		if r.JobID != "" || r.State.Terminal() || r.CancelRequested {
+			continue
+		}
+		job, sub, msg := p.jobOf(r, acct, r.SubmitAttempted)
 		if msg != "" {
 			p.settleNow(ctx, ar, wes.Settlement{State: wes.SystemError, ExitCode: intp(-1), Log: msg})
 			continue

@@ -33,6 +33,7 @@ type Run struct {
 	Ended           time.Time
 	JobID           string // the scheduler's job id, once submitted
 	Account         string // the cluster account of the run's job, once submitted
+	SubmitAttempted bool   // a submission may have reached the batch system
 	RunDir          string // where the run lives on the execution side, once submitted
 	CancelRequested bool
 	CancelSent      bool

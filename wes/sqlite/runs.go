@@ -13,7 +13,7 @@ import (
 )
 
 const runColumns = `seq, id, owner, username, state, request, name, attachments, created, started, ended,
-	job_id, run_dir, cancel_requested, cancel_sent, exit_code, cmd, system_logs, outputs, partition, node, gone_since, account`
+	job_id, run_dir, cancel_requested, cancel_sent, exit_code, cmd, system_logs, outputs, partition, node, gone_since, account, submit_attempted`
 
 func fmtTime(t time.Time) string {
 	if t.IsZero() {
@@ -41,7 +41,7 @@ func scanRun(row scanner) (*wes.Run, error) {
 	)
 	err := row.Scan(&r.Seq, &r.ID, &r.Owner, &r.Username, &state, &request, &r.Name, &attachments,
 		&created, &started, &ended, &r.JobID, &r.RunDir, &cancelRequested, &cancelSent, &exitCode,
-		&cmd, &logs, &outputs, &r.Partition, &r.Node, &goneSince, &r.Account)
+		&cmd, &logs, &outputs, &r.Partition, &r.Node, &goneSince, &r.Account, &r.SubmitAttempted)
 	if err != nil {
 		return nil, err
 	}

@@ -150,8 +150,9 @@ func (d *Draft) Discard() error { return os.RemoveAll(d.dir) }
 
 // CheckAttachmentPath checks a workflow_attachment file name and returns it
 // with "/" separators. It refuses absolute paths, "..", ".", empty components,
-// backslashes, NUL and control characters, names wesgate reserves (".wesgate*"
-// at the top) and overlong names.
+// components starting with "-" (an engine would take "--outdir=x" for an
+// option), backslashes, NUL and control characters, names wesgate reserves
+// (".wesgate*" at the top) and overlong names.
 func CheckAttachmentPath(name string) (string, error) {
 	switch {
 	case name == "":
@@ -179,6 +180,8 @@ func CheckAttachmentPath(name string) (string, error) {
 			return "", fmt.Errorf("has a %q path component", p)
 		case len(p) > 255:
 			return "", errors.New("has a path component longer than 255 bytes")
+		case p[0] == '-':
+			return "", errors.New(`has a path component starting with "-"`)
 		}
 	}
 	if strings.HasPrefix(parts[0], ".wesgate") {

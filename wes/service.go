@@ -666,8 +666,9 @@ func (s *Service) allowedFilePath(raw string) (string, bool) {
 	return "", false
 }
 
-// workflowArg is the workflow as the engine gets it: relative to work/, or
-// the absolute path of an allowed file: URL.
+// workflowArg is the workflow as the engine gets it: "./path" relative to
+// work/ (so that it can never read as an option, whatever the path), or the
+// absolute path of an allowed file: URL.
 func workflowArg(r *Run) string {
 	u := r.Request.WorkflowURL
 	if strings.HasPrefix(strings.ToLower(u), "file:") {
@@ -678,9 +679,9 @@ func workflowArg(r *Run) string {
 		return p
 	}
 	if strings.HasPrefix(strings.ToLower(u), "http://") || strings.HasPrefix(strings.ToLower(u), "https://") {
-		return fetchedName(u)
+		return "./" + fetchedName(u)
 	}
-	return strings.TrimPrefix(u, "./")
+	return "./" + strings.TrimPrefix(u, "./")
 }
 
 // writeFileSync writes a file and flushes it to disk.

@@ -1,0 +1,82 @@
+package web_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/wesgate/wesgate/wes"
+)
+
+// Tests for the "hostile tenants" items: a tenant who crafts requests to
+// reach the engine's options, exhaust memory, flood the cluster, make the
+// server fetch from inside the network, or plant links on a run page.
+
+// TestOptionLikePathsRefused: a file name that an engine would read as an
+// option (workflow_url=--outdir=DIR reached cwltool and wrote outside the
+// run) is refused in every path component, and nothing is stored.
+func TestOptionLikePathsRefused(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, envOptions{Engines: []wes.Engine{biEngine(t)}})
+	outside := filepath.Join(t.TempDir(), "outside")
+	opt := "--outdir=" + outside
+	tests := []struct {
+		name  string
+		parts []biPart
+		want  []string
+	}{
+		{"workflow_url is an option", biWith(biRun(), biField("workflow_url", opt), biFile(opt, "class: Workflow\n")),
+			[]string{"workflow_attachment", "workflow_url", `starting with "-"`}},
+		{"workflow_url with ./ is an option", biWith(biRun(), biField("workflow_url", "./-v"), biFile("-v", "x")),
+			[]string{"workflow_url", `starting with "-"`}},
+		{"attachment is an option", biWith(biRun(), biFile("--debug", "x")), []string{"workflow_attachment", `starting with "-"`}},
+		{"attachment in a directory", biWith(biRun(), biFile("tools/-x.cwl", "x")), []string{"workflow_attachment", `starting with "-"`}},
+		{"workflow in a directory", biWith(biRun(), biField("workflow_url", "tools/--x.cwl"), biFile("tools/--x.cwl", "x")),
+			[]string{"workflow_url", `starting with "-"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, ct := biMultipart(t, tt.parts)
+			resp, b := biPost(t, env, ct, body)
+			biCheckError(t, resp, b, 400, tt.want...)
+			biCheckNothingStored(t, env)
+		})
+	}
+	if _, err := os.Stat(outside); !os.IsNotExist(err) {
+		t.Errorf("%s was made (%v)", outside, err)
+	}
+}
+
+// TestWorkflowPassedAsDotSlash: the engine gets a relative workflow as
+// "./path", so no name can read as an option.
+func TestWorkflowPassedAsDotSlash(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, envOptions{Engines: []wes.Engine{biEngine(t)}})
+	c := contractClient(t, env)
+	parts := e2eCWLRun("wf.cwl", "{}", e2eAttach("wf.cwl", "cwlVersion: v1.2\nclass: Workflow\n"))
+	id := e2eSubmit(t, c, env, parts)
+	e2eWait(t, c, env, id, e2eRunDeadline, wes.Complete)
+	if cmd := e2eGetRun(t, c, env, id).RunLog.Cmd; !slices.Contains(cmd, "./wf.cwl") || slices.Contains(cmd, "wf.cwl") {
+		t.Errorf("cmd = %q, want the workflow as ./wf.cwl", cmd)
+	}
+}
+
+// TestCWLToolRunsDotSlashWorkflow: Debian's cwltool runs a workflow given
+// as ./path, with its tools in a directory.
+func TestCWLToolRunsDotSlashWorkflow(t *testing.T) {
+	t.Parallel()
+	requireCWLTool(t)
+	env := newTestEnv(t, envOptions{})
+	c := contractClient(t, env)
+	parts := e2eCWLRun("workflow.cwl", `{"infile":{"class":"File","location":"input.txt"}}`,
+		e2eAttach("workflow.cwl", e2eWorkflow),
+		e2eAttach("tools/step1.cwl", e2eStep1),
+		e2eAttach("tools/step2.cwl", e2eStep2),
+		e2eAttach("input.txt", e2eInput))
+	id := e2eSubmit(t, c, env, parts)
+	e2eWait(t, c, env, id, e2eRunDeadline, wes.Complete)
+	if cmd := e2eGetRun(t, c, env, id).RunLog.Cmd; !slices.Contains(cmd, "./workflow.cwl") {
+		t.Errorf("cmd = %q, want the workflow as ./workflow.cwl", cmd)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/wesgate/wesgate/wes"
 )
@@ -78,5 +79,27 @@ func TestCWLToolRunsDotSlashWorkflow(t *testing.T) {
 	e2eWait(t, c, env, id, e2eRunDeadline, wes.Complete)
 	if cmd := e2eGetRun(t, c, env, id).RunLog.Cmd; !slices.Contains(cmd, "./workflow.cwl") {
 		t.Errorf("cmd = %q, want the workflow as ./workflow.cwl", cmd)
+	}
+}
+
+// TestFetchRefusesSpecialAddresses: the fetcher's dialer refuses every
+// address that is not global unicast, before it connects (so this test sends
+// nothing anywhere), including IPv4 addresses wrapped in IPv6.
+func TestFetchRefusesSpecialAddresses(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, envOptions{Engines: []wes.Engine{biEngine(t)}, Fetcher: wes.NewFetcher(5*time.Second, false)})
+	for _, host := range []string{
+		"127.0.0.1", "100.64.0.1", "198.18.0.1", "192.0.0.8", "240.0.0.1", "255.255.255.255",
+		"[::ffff:127.0.0.1]", "[64:ff9b::7f00:1]", "[64:ff9b::a9fe:a9fe]", "[64:ff9b:1::a00:1]",
+		"[2002:7f00:1::1]", "[2001:0:a00:1::1]", "[fec0::1]", "[fd00::1]",
+	} {
+		t.Run(host, func(t *testing.T) {
+			parts := biWith(biRun(), biField("workflow_url", "http://"+host+":9/wf.cwl"))
+			parts = slices.DeleteFunc(parts, func(p biPart) bool { return p.file })
+			body, ct := biMultipart(t, parts)
+			resp, b := biPost(t, env, ct, body)
+			biCheckError(t, resp, b, 400, "workflow_url", "does not fetch from")
+			biCheckNothingStored(t, env)
+		})
 	}
 }

@@ -1,9 +1,12 @@
 package web_test
 
 import (
+	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,5 +104,58 @@ func TestFetchRefusesSpecialAddresses(t *testing.T) {
 			biCheckError(t, resp, b, 400, "workflow_url", "does not fetch from")
 			biCheckNothingStored(t, env)
 		})
+	}
+}
+
+// hostileOutputsScript is an engine that reports CWL outputs whose
+// locations point elsewhere, and one real file.
+const hostileOutputsScript = `out=$1
+printf 'good\n' > "$out/good.txt"
+printf '{"evil":{"class":"File","location":"javascript:alert(document.domain)"},' 
+printf '"phish":{"class":"File","location":"https://evil.example/phish"},'
+printf '"data":{"class":"File","location":"data:text/html,<script>alert(1)</script>"},'
+printf '"other":{"class":"File","location":"/ga4gh/wes/v1/runs/00000000-0000-4000-8000-000000000000/files/outputs/x.txt"},'
+printf '"good":{"class":"File","path":"%s/good.txt"}}\n' "$out"
+`
+
+// TestRunPageLinksOnlyOwnFiles: the run page links an output only when its
+// location is this run's own download URL; a location the workflow made up
+// is shown as text.
+func TestRunPageLinksOnlyOwnFiles(t *testing.T) {
+	t.Parallel()
+	eng := wes.Engine{
+		Name:           "standin",
+		Types:          map[string][]string{"CWL": {"v1.2"}},
+		Command:        []string{"/bin/sh", "-c", hostileOutputsScript, "standin", wes.PHOutputs, wes.PHWorkflow},
+		VersionCommand: []string{"/bin/echo", "standin 1.0"},
+		Outputs:        wes.OutputsCWL,
+	}
+	if err := eng.Detect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	env := newTestEnv(t, envOptions{Engines: []wes.Engine{eng}})
+	c := contractClient(t, env)
+	id := e2eSubmit(t, c, env, e2eCWLRun("wf.cwl", "{}", e2eAttach("wf.cwl", "class: Workflow\n")))
+	e2eWait(t, c, env, id, e2eRunDeadline, wes.Complete)
+
+	d := pagesGet(t, pagesClient(), env.URL+"/runs/"+id, http.StatusOK)
+	out := d.section(t, "h-out")
+	var hrefs []string
+	for _, a := range pagesFind(out, pagesEl("a")) {
+		hrefs = append(hrefs, pagesAttr(a, "href"))
+	}
+	want := env.API + "/runs/" + id + "/files/outputs/good.txt"
+	if !slices.Equal(hrefs, []string{want}) {
+		t.Errorf("the outputs link to %q, want only %q", hrefs, want)
+	}
+	text := pagesText(out)
+	for _, s := range []string{"javascript:alert(document.domain)", "https://evil.example/phish", "data:text/html"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("the outputs do not show %q as text:\n%s", s, text)
+		}
+	}
+	if strings.Contains(d.body, `href="javascript:`) || strings.Contains(d.body, `href="https://evil.example`) ||
+		strings.Contains(d.body, `href="data:`) {
+		t.Errorf("the page links a workflow's location:\n%s", pagesExcerpt(d.body))
 	}
 }

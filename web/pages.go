@@ -182,7 +182,7 @@ func (s *Server) handleRunPage() http.Handler {
 			v.Tasks = append(v.Tasks, row)
 		}
 		rl := s.runs.RunLog(run, nil, base)
-		v.Outputs = outputRows(rl.Outputs)
+		v.Outputs = outputRows(rl.Outputs, id, base)
 		v.Stdout = s.logView(r.Context(), u, id, wes.Stdout, api)
 		v.Stderr = s.logView(r.Context(), u, id, wes.Stderr, api)
 		s.render(w, r, http.StatusOK, views.Run(s.page(r, run.Name), v))
@@ -246,8 +246,8 @@ func stripTerminal(s string) string {
 }
 
 // outputRows lists the files of an outputs object (CWL File objects, at any
-// depth) for the run page.
-func outputRows(outputs json.RawMessage) []views.Output {
+// depth) for the run page. Only the run's own download URLs become links.
+func outputRows(outputs json.RawMessage, runID, base string) []views.Output {
 	var v any
 	if json.Unmarshal(outputs, &v) != nil {
 		return nil
@@ -259,7 +259,10 @@ func outputRows(outputs json.RawMessage) []views.Output {
 		case map[string]any:
 			if x["class"] == "File" {
 				o := views.Output{Name: name}
-				o.URL, _ = x["location"].(string)
+				o.Location, _ = x["location"].(string)
+				if wes.FileLink(runID, base, o.Location) {
+					o.URL, o.Location = o.Location, ""
+				}
 				o.Path, _ = x["path"].(string)
 				o.Checksum, _ = x["checksum"].(string)
 				if size, ok := x["size"].(float64); ok {

@@ -2,7 +2,10 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -157,5 +160,113 @@ func TestRunPageLinksOnlyOwnFiles(t *testing.T) {
 	if strings.Contains(d.body, `href="javascript:`) || strings.Contains(d.body, `href="https://evil.example`) ||
 		strings.Contains(d.body, `href="data:`) {
 		t.Errorf("the page links a workflow's location:\n%s", pagesExcerpt(d.body))
+	}
+}
+
+// TestFieldCaps: the fields of a run request are capped by count and size
+// on every path (multipart, urlencoded, JSON), a request with many made-up
+// fields gets a short answer, and nothing is stored.
+func TestFieldCaps(t *testing.T) {
+	t.Parallel()
+	const maxField = 16 << 10
+	env := newTestEnv(t, envOptions{Engines: []wes.Engine{biEngine(t)},
+		Limits: wes.Limits{MaxFieldBytes: maxField}})
+	unknown := func(n, nameLen int) []biPart {
+		parts := biRun()
+		for i := range n {
+			parts = append(parts, biField(fmt.Sprintf("x%05d-%s", i, strings.Repeat("n", nameLen)), "v"))
+		}
+		return parts
+	}
+	form := func(n int) []byte {
+		v := url.Values{"workflow_type": {"CWL"}, "workflow_type_version": {"v1.2"}}
+		for i := range n {
+			v.Set(fmt.Sprintf("f%d", i), "v")
+		}
+		return []byte(v.Encode())
+	}
+	jsonFields := func(n int) []byte {
+		m := map[string]string{"workflow_type": "CWL"}
+		for i := range n {
+			m[fmt.Sprintf("f%d", i)] = "v"
+		}
+		b, _ := json.Marshal(m)
+		return b
+	}
+	tests := []struct {
+		name   string
+		ct     string
+		body   []byte
+		status int
+		want   []string
+	}{
+		{"multipart: 30 unknown fields", "", nil, 400, []string{"is not a field", "and 20 more"}},
+		{"multipart: 5,000 unknown fields", "", nil, 400, []string{"more than 100 fields"}},
+		{"multipart: long workflow_type", "", nil, 400, []string{"workflow_type", "longer than 4096 bytes"}},
+		{"urlencoded: 101 fields", "application/x-www-form-urlencoded", form(101), 400, []string{"more than 100 fields"}},
+		{"urlencoded: over the field limit", "application/x-www-form-urlencoded",
+			[]byte("workflow_params=" + strings.Repeat("a", maxField+2<<20)), 413, []string{"larger than"}},
+		{"JSON: 101 fields", "application/json", jsonFields(101), 400, []string{"more than 100 fields"}},
+	}
+	for i := range tests {
+		tt := &tests[i]
+		if tt.ct != "" {
+			continue
+		}
+		var parts []biPart
+		switch i {
+		case 0:
+			parts = unknown(30, 2000)
+		case 1:
+			parts = unknown(5000, 100)
+		case 2:
+			parts = biWith(biRun(), biField("workflow_type", strings.Repeat("C", 4097)))
+		}
+		tt.body, tt.ct = biMultipart(t, parts)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, b := biPost(t, env, tt.ct, tt.body)
+			biCheckError(t, resp, b, tt.status, tt.want...)
+			if len(b) > 4096 {
+				t.Errorf("the answer has %d bytes, want a short one", len(b))
+			}
+			biCheckNothingStored(t, env)
+		})
+	}
+	t.Run("urlencoded over the field limit, chunked", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodPost, env.API+"/runs",
+			chunked{strings.NewReader("workflow_params=" + strings.Repeat("a", maxField+2<<20))})
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, b := biDo(t, req)
+		biCheckError(t, resp, b, 413, "larger than")
+		biCheckNothingStored(t, env)
+	})
+}
+
+// TestSubmitFormFieldCaps: the submit form keeps only its own fields
+// (made-up ones are neither read nor kept, and do not fail the run), caps
+// them by count, and says so on the page.
+func TestSubmitFormFieldCaps(t *testing.T) {
+	t.Parallel()
+	env, _ := pagesEnv(t)
+	c := pagesClient()
+	junk := pagesField{name: "junk", value: strings.Repeat("j", 9<<20)} // more than the 8 MiB field limit
+	id := pagesSubmitRun(t, c, env, pagesForm("hello.cwl", junk))
+	if id == "" {
+		t.Fatal("no run")
+	}
+	var many []pagesField
+	for i := range 101 {
+		many = append(many, pagesField{name: fmt.Sprintf("junk%d", i), value: "v"})
+	}
+	d := pagesSubmit(t, c, env, pagesForm("hello.cwl", many...), http.StatusBadRequest)
+	if got := pagesText(d.one(t, nil, "form error", pagesEl("p", "class", "error"))); !strings.Contains(got, "more than 100 fields") {
+		t.Errorf("101 made-up fields: the page says %q", got)
+	}
+	long := pagesField{name: "engine", value: strings.Repeat("e", 5000)}
+	d = pagesSubmit(t, c, env, pagesForm("hello.cwl", long), http.StatusBadRequest)
+	if got := pagesText(d.root); !strings.Contains(got, "longer than 4096 bytes") {
+		t.Errorf("a 5000-byte engine name: the page says %q", pagesExcerpt(got))
 	}
 }

@@ -422,9 +422,33 @@ func (s *Server) readSubmitForm(r *http.Request, d *wes.Draft, values map[string
 	if ct != "multipart/form-data" {
 		return wes.Invalid("form", "must be sent as multipart/form-data")
 	}
-	names, err := s.readMultipart(r, d, func(name, value string) { values[name] = value }, func() {})
+	limit := s.submitFieldLimit()
+	names, err := s.readMultipart(r, d, limit, func(name, value string) {
+		if limit(name) > 0 {
+			values[name] = value
+		}
+	}, func() {})
 	*files = names
 	return err
+}
+
+// submitFieldLimit returns the byte limit of each field of the submit
+// form: the field limit for the JSON parameters and the tags, less for the
+// others, and 0 for a name the form does not have (it is not read or kept).
+func (s *Server) submitFieldLimit() func(name string) int64 {
+	maxField := s.runs.Limits().MaxFieldBytes
+	short := min(4096, maxField)
+	known := map[string]int64{"workflow_params": maxField, "tags_text": maxField,
+		"type_version": short, "engine": short, "workflow_url": short}
+	for _, e := range s.runs.Engines() {
+		for _, p := range e.Params {
+			known["eng"+p.Name] = short
+		}
+	}
+	for _, o := range s.runs.Options() {
+		known["opt"+o.Name] = short
+	}
+	return func(name string) int64 { return known[name] }
 }
 
 // formToRequest maps the submit form's fields to WES run request fields.

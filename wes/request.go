@@ -30,6 +30,13 @@ const (
 var knownFields = map[string]bool{FieldParams: true, FieldType: true, FieldTypeVersion: true,
 	FieldTags: true, FieldEngine: true, FieldEngineVersion: true, FieldEngineParams: true, FieldURL: true}
 
+// MaxFormFields bounds the fields (parts other than attachments, keys of a
+// JSON request) one request may send; reading stops beyond it.
+const MaxFormFields = 100
+
+// shortFieldBytes bounds the fields that hold a name or a version.
+const shortFieldBytes = 4096
+
 // Limits bound what one run request may carry.
 type Limits struct {
 	MaxAttachments   int   // number of distinct attachment paths
@@ -55,13 +62,27 @@ type Draft struct {
 // Dir is the staging directory of the draft.
 func (d *Draft) Dir() string { return d.dir }
 
-// SetField records a form field. Unknown fields and repeated fields are problems.
-func (d *Draft) SetField(name, value string) {
+// FieldLimit is how many bytes of field name a request may send: the field
+// limit for the JSON fields, less for the short ones, and 0 for a name that
+// is not a field of a run request (its value need not be read at all).
+func (d *Draft) FieldLimit(name string) int64 {
 	switch {
+	case name == FieldParams || name == FieldTags || name == FieldEngineParams:
+		return d.limits.MaxFieldBytes
+	case knownFields[name]:
+		return min(shortFieldBytes, d.limits.MaxFieldBytes)
+	}
+	return 0
+}
+
+// SetField records a form field. Unknown fields, repeated fields and
+// fields longer than FieldLimit are problems.
+func (d *Draft) SetField(name, value string) {
+	switch limit := d.FieldLimit(name); {
 	case !knownFields[name]:
 		d.invalid.Add(name, "is not a field of a run request")
-	case int64(len(value)) > d.limits.MaxFieldBytes:
-		d.invalid.Add(name, fmt.Sprintf("is longer than %d bytes", d.limits.MaxFieldBytes))
+	case int64(len(value)) > limit:
+		d.invalid.Add(name, fmt.Sprintf("is longer than %d bytes", limit))
 	default:
 		if _, dup := d.fields[name]; dup {
 			d.invalid.Add(name, "is given more than once")

@@ -9,10 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/wesgate/wesgate/auth"
 	"github.com/wesgate/wesgate/wes"
 )
 
@@ -268,5 +271,170 @@ func TestSubmitFormFieldCaps(t *testing.T) {
 	d = pagesSubmit(t, c, env, pagesForm("hello.cwl", long), http.StatusBadRequest)
 	if got := pagesText(d.root); !strings.Contains(got, "longer than 4096 bytes") {
 		t.Errorf("a 5000-byte engine name: the page says %q", pagesExcerpt(got))
+	}
+}
+
+// limitRun is a run request for the stand-in engine of the pages tests;
+// a workflow whose name has "sleep" in it runs for five minutes.
+func limitRun(workflow string, attachmentBytes int) []biPart {
+	return []biPart{
+		biField("workflow_type", "CWL"),
+		biField("workflow_type_version", "v1.2"),
+		biField("workflow_url", workflow),
+		biFile(workflow, strings.Repeat("#", attachmentBytes)),
+	}
+}
+
+func limitPost(t testing.TB, env *testEnv, parts []biPart) (*http.Response, []byte) {
+	t.Helper()
+	body, ct := biMultipart(t, parts)
+	return biPost(t, env, ct, body)
+}
+
+// limitCheck429 checks a 429 ErrorResponse with a Retry-After of 1 to 60 seconds.
+func limitCheck429(t testing.TB, resp *http.Response, body []byte, want ...string) {
+	t.Helper()
+	biCheckError(t, resp, body, http.StatusTooManyRequests, want...)
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 || s > 60 {
+		t.Errorf("Retry-After %q, want 1 to 60 seconds", resp.Header.Get("Retry-After"))
+	}
+}
+
+// limitStored counts the runs in the store and in the data directory, and
+// checks that no draft is left.
+func limitStored(t testing.TB, env *testEnv) int {
+	t.Helper()
+	runs, err := env.DB.ListRuns(context.Background(), wes.ListQuery{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, _ := os.ReadDir(filepath.Join(env.Data, "runs"))
+	tmp, _ := os.ReadDir(filepath.Join(env.Data, "tmp"))
+	if len(dirs) != len(runs) || len(tmp) != 0 {
+		t.Errorf("%d runs stored, %d run directories, %d drafts left", len(runs), len(dirs), len(tmp))
+	}
+	return len(runs)
+}
+
+// TestPerUserActiveRunsLimit: over the cap on active runs, the API and the
+// submit form answer 429 with Retry-After and store nothing.
+func TestPerUserActiveRunsLimit(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, envOptions{Engines: []wes.Engine{pagesEngine(t)}, MaxJobs: 4,
+		UserLimits: wes.UserLimits{MaxActiveRuns: 2}})
+	for i := range 2 {
+		if resp, b := limitPost(t, env, limitRun("sleep.cwl", 10)); resp.StatusCode != http.StatusOK {
+			t.Fatalf("run %d: %d %s", i+1, resp.StatusCode, b)
+		}
+	}
+	resp, b := limitPost(t, env, limitRun("sleep.cwl", 10))
+	limitCheck429(t, resp, b, "2 runs that have not ended")
+	if n := limitStored(t, env); n != 2 {
+		t.Errorf("%d runs stored, want 2", n)
+	}
+
+	// The submit form says so too.
+	c := pagesClient()
+	d := pagesSubmit(t, c, env, pagesForm("hello.cwl"), http.StatusTooManyRequests)
+	if got := pagesText(d.one(t, nil, "form error", pagesEl("p", "class", "error"))); !strings.Contains(got, "have not ended") {
+		t.Errorf("the form says %q", got)
+	}
+	if d.header.Get("Retry-After") == "" {
+		t.Error("the form's 429 has no Retry-After")
+	}
+	if n := limitStored(t, env); n != 2 {
+		t.Errorf("%d runs stored, want 2", n)
+	}
+
+	// A run that ends makes room.
+	runs, _ := env.DB.ListRuns(context.Background(), wes.ListQuery{Limit: 10})
+	local, _ := auth.NewLocal()
+	if err := env.Service.Cancel(context.Background(), local.User, runs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	pagesWait(t, env, local.User, runs[0].ID, wes.Canceled)
+	if resp, b := limitPost(t, env, limitRun("sleep.cwl", 10)); resp.StatusCode != http.StatusOK {
+		t.Errorf("after one run ended: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestPerUserLimitConcurrent: many requests at once cannot all slip under
+// the cap: the count and the insert are one transaction.
+func TestPerUserLimitConcurrent(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, envOptions{Engines: []wes.Engine{pagesEngine(t)}, MaxJobs: 4,
+		UserLimits: wes.UserLimits{MaxActiveRuns: 3}})
+	var wg sync.WaitGroup
+	statuses := make([]int, 12)
+	for i := range statuses {
+		wg.Go(func() {
+			resp, _ := limitPost(t, env, limitRun("sleep.cwl", 10))
+			statuses[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	ok, limited := 0, 0
+	for _, s := range statuses {
+		switch s {
+		case http.StatusOK:
+			ok++
+		case http.StatusTooManyRequests:
+			limited++
+		}
+	}
+	if ok != 3 || limited != 9 {
+		t.Errorf("statuses %v: %d accepted and %d limited, want 3 and 9", statuses, ok, limited)
+	}
+	if n := limitStored(t, env); n != 3 {
+		t.Errorf("%d runs stored, want 3", n)
+	}
+}
+
+// TestPerUserSubmissionRate: more runs in a minute than the cap get 429,
+// even when the earlier ones have ended.
+func TestPerUserSubmissionRate(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, envOptions{Engines: []wes.Engine{pagesEngine(t)},
+		UserLimits: wes.UserLimits{MaxSubmissionsPerMinute: 2}})
+	for i := range 2 {
+		if resp, b := limitPost(t, env, limitRun("quick.cwl", 10)); resp.StatusCode != http.StatusOK {
+			t.Fatalf("run %d: %d %s", i+1, resp.StatusCode, b)
+		}
+	}
+	resp, b := limitPost(t, env, limitRun("quick.cwl", 10))
+	limitCheck429(t, resp, b, "submitted 2 runs in the last minute")
+	if n := limitStored(t, env); n != 2 {
+		t.Errorf("%d runs stored, want 2", n)
+	}
+}
+
+// TestPerUserAttachmentBytes: the attachments of a user's active runs are
+// capped; one run larger than the cap alone is too large (413), not 429.
+func TestPerUserAttachmentBytes(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, envOptions{Engines: []wes.Engine{pagesEngine(t)}, MaxJobs: 4,
+		UserLimits: wes.UserLimits{MaxAttachmentBytes: 1000}})
+	if resp, b := limitPost(t, env, limitRun("sleep.cwl", 600)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("600 bytes: %d %s", resp.StatusCode, b)
+	}
+	resp, b := limitPost(t, env, limitRun("sleep.cwl", 600))
+	limitCheck429(t, resp, b, "1200 bytes", "1000")
+	resp, b = limitPost(t, env, limitRun("sleep.cwl", 1500))
+	biCheckError(t, resp, b, http.StatusRequestEntityTooLarge)
+	if n := limitStored(t, env); n != 1 {
+		t.Errorf("%d runs stored, want 1", n)
+	}
+}
+
+// TestPerUserLimitsAdminsExempt: with admins_exempt, an admin (the local
+// development identity is one) is not capped.
+func TestPerUserLimitsAdminsExempt(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, envOptions{Engines: []wes.Engine{pagesEngine(t)}, MaxJobs: 4,
+		UserLimits: wes.UserLimits{MaxActiveRuns: 1, MaxSubmissionsPerMinute: 1, AdminsExempt: true}})
+	for i := range 3 {
+		if resp, b := limitPost(t, env, limitRun("sleep.cwl", 10)); resp.StatusCode != http.StatusOK {
+			t.Errorf("admin's run %d: %d %s", i+1, resp.StatusCode, b)
+		}
 	}
 }

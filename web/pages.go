@@ -408,6 +408,7 @@ func (s *Server) handleSubmitForm() http.Handler {
 			return
 		case err != nil:
 			status, msg := s.classify(r, err)
+			setRetryAfter(w, err)
 			fail(status, msg)
 			return
 		}

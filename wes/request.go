@@ -56,6 +56,7 @@ type Draft struct {
 	limits  Limits
 	fields  map[string]string
 	files   map[string][sha256.Size]byte // attachment path -> content hash
+	bytes   int64                        // the attachments' size
 	invalid InvalidError
 }
 
@@ -144,7 +145,8 @@ func (d *Draft) AddAttachment(name string, r io.Reader) error {
 		return err
 	}
 	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(f, h), r)
+	n, err := io.Copy(io.MultiWriter(f, h), r)
+	d.bytes += n
 	if err == nil {
 		err = f.Sync()
 	}

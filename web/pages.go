@@ -436,20 +436,19 @@ func (s *Server) readSubmitForm(r *http.Request, d *wes.Draft, values map[string
 // submitFieldLimit returns the byte limit of each field of the submit
 // form: the field limit for the JSON parameters and the tags, less for the
 // others, and 0 for a name the form does not have (it is not read or kept).
+// Engine parameters and batch options ("eng-...", "opt-...") are passed on,
+// so that the service names one the engine does not have.
 func (s *Server) submitFieldLimit() func(name string) int64 {
 	maxField := s.runs.Limits().MaxFieldBytes
 	short := min(4096, maxField)
 	known := map[string]int64{"workflow_params": maxField, "tags_text": maxField,
 		"type_version": short, "engine": short, "workflow_url": short}
-	for _, e := range s.runs.Engines() {
-		for _, p := range e.Params {
-			known["eng"+p.Name] = short
+	return func(name string) int64 {
+		if strings.HasPrefix(name, "eng-") || strings.HasPrefix(name, "opt-") {
+			return short
 		}
+		return known[name]
 	}
-	for _, o := range s.runs.Options() {
-		known["opt"+o.Name] = short
-	}
-	return func(name string) int64 { return known[name] }
 }
 
 // formToRequest maps the submit form's fields to WES run request fields.

@@ -63,7 +63,7 @@ type Draft struct {
 // Dir is the staging directory of the draft.
 func (d *Draft) Dir() string { return d.dir }
 
-// FieldLimit is how many bytes of field name a request may send: the field
+// FieldLimit is how many bytes the field called name may hold: the field
 // limit for the JSON fields, less for the short ones, and 0 for a name that
 // is not a field of a run request (its value need not be read at all).
 func (d *Draft) FieldLimit(name string) int64 {

@@ -23,7 +23,7 @@ func FileLink(runID, baseURL, location string) bool {
 	if err != nil {
 		return false
 	}
-	clean, err := CheckAttachmentPath(rel)
+	clean, err := checkRelPath(rel)
 	if err != nil || !(strings.HasPrefix(clean, "outputs/") || strings.HasPrefix(clean, "work/")) {
 		return false
 	}

@@ -177,6 +177,22 @@ func (d *Draft) Discard() error { return os.RemoveAll(d.dir) }
 // option), backslashes, NUL and control characters, names wesgate reserves
 // (".wesgate*" at the top) and overlong names.
 func CheckAttachmentPath(name string) (string, error) {
+	clean, err := checkRelPath(name)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range strings.Split(clean, "/") {
+		if p[0] == '-' {
+			return "", errors.New(`has a path component starting with "-"`)
+		}
+	}
+	return clean, nil
+}
+
+// checkRelPath is CheckAttachmentPath without the rule on a leading "-":
+// for paths that wesgate opens itself and never hands to an engine (the
+// files a run made, downloaded by their owner).
+func checkRelPath(name string) (string, error) {
 	switch {
 	case name == "":
 		return "", errors.New("has no file name")
@@ -203,8 +219,6 @@ func CheckAttachmentPath(name string) (string, error) {
 			return "", fmt.Errorf("has a %q path component", p)
 		case len(p) > 255:
 			return "", errors.New("has a path component longer than 255 bytes")
-		case p[0] == '-':
-			return "", errors.New(`has a path component starting with "-"`)
 		}
 	}
 	if strings.HasPrefix(parts[0], ".wesgate") {

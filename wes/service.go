@@ -954,7 +954,7 @@ func (s *Service) OpenFile(ctx context.Context, u User, id, rel string) (*os.Fil
 	if _, err := s.GetRun(ctx, u, id); err != nil {
 		return nil, err
 	}
-	clean, err := CheckAttachmentPath(rel)
+	clean, err := checkRelPath(rel)
 	if err != nil || !(strings.HasPrefix(clean, "outputs/") || strings.HasPrefix(clean, "work/")) {
 		return nil, ErrNotFound
 	}

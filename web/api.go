@@ -1,12 +1,14 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -75,24 +77,18 @@ func (s *Server) decodeRunRequest(r *http.Request, d *wes.Draft) error {
 			return wes.Invalid("Content-Type", "multipart/form-data needs a boundary")
 		}
 		return s.decodeMultipart(r, d)
-	case "application/json":
-		// A JSON request carries no files: its size is bounded by its
-		// fields, so it is never held in memory much beyond that.
+	case "application/json", "application/x-www-form-urlencoded":
+		// A body without files is bounded by its fields, so it is never
+		// held in memory much beyond them.
 		limit := s.runs.Limits().MaxFieldBytes + 1<<20
 		if r.ContentLength > limit {
 			return wes.ErrTooLarge
 		}
-		return decodeJSONRequest(http.MaxBytesReader(nil, r.Body, limit), d)
-	case "application/x-www-form-urlencoded":
-		if err := r.ParseForm(); err != nil {
-			return bodyError(err)
+		body := http.MaxBytesReader(nil, r.Body, limit)
+		if ct == "application/json" {
+			return decodeJSONRequest(body, d)
 		}
-		for k, vs := range r.PostForm {
-			for _, v := range vs {
-				d.SetField(k, v)
-			}
-		}
-		return nil
+		return decodeURLEncoded(body, d)
 	}
 	return &statusError{http.StatusUnsupportedMediaType, "Content-Type must be multipart/form-data, application/x-www-form-urlencoded or application/json"}
 }
@@ -107,23 +103,59 @@ func bodyError(err error) error {
 	return wes.Invalid("body", "could not be read as the declared Content-Type")
 }
 
+// decodeURLEncoded reads a urlencoded form into the draft, one field at a
+// time and at most wes.MaxFormFields of them (url.ParseQuery would make a
+// map of every name first).
+func decodeURLEncoded(body io.Reader, d *wes.Draft) error {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return bodyError(err)
+	}
+	for n := 0; len(b) > 0; {
+		var pair []byte
+		pair, b, _ = bytes.Cut(b, []byte("&"))
+		if len(pair) == 0 {
+			continue
+		}
+		if n++; n > wes.MaxFormFields {
+			return tooManyFields()
+		}
+		k, v, _ := bytes.Cut(pair, []byte("="))
+		name, err1 := url.QueryUnescape(string(k))
+		value, err2 := url.QueryUnescape(string(v))
+		if err1 != nil || err2 != nil {
+			return wes.Invalid("body", "is not a valid urlencoded form")
+		}
+		d.SetField(name, value)
+	}
+	return nil
+}
+
+// tooManyFields is the answer to a request with more than wes.MaxFormFields fields.
+func tooManyFields() error {
+	return wes.Invalid("body", fmt.Sprintf("has more than %d fields", wes.MaxFormFields))
+}
+
 func (s *Server) decodeMultipart(r *http.Request, d *wes.Draft) error {
-	_, err := s.readMultipart(r, d, d.SetField, func() { d.Reject(wes.FieldAttachment, "a part has no filename") })
+	_, err := s.readMultipart(r, d, d.FieldLimit, d.SetField, func() { d.Reject(wes.FieldAttachment, "a part has no filename") })
 	return err
 }
 
 // readMultipart streams a multipart body into the draft: workflow_attachment
 // parts are stored under their file name (noName is called for one without),
-// and every other part is a field, bounded by the field limit (some clients
-// send the JSON fields as file parts; their content counts). It returns the
-// attachments' names in the order they came.
-func (s *Server) readMultipart(r *http.Request, d *wes.Draft, field func(name, value string), noName func()) ([]string, error) {
+// and every other part is a field of at most limit(name) bytes (some clients
+// send the JSON fields as file parts; their content counts). A field whose
+// limit is 0 is not read: field gets it empty. Beyond wes.MaxFormFields
+// fields reading stops. It returns the attachments' names in the order they
+// came.
+func (s *Server) readMultipart(r *http.Request, d *wes.Draft, limit func(name string) int64,
+	field func(name, value string), noName func()) ([]string, error) {
 	mr, err := r.MultipartReader()
 	if err != nil {
 		return nil, bodyError(err)
 	}
-	limit := s.runs.Limits().MaxFieldBytes
 	var files []string
+	fields := 0
 	for {
 		part, err := mr.NextPart()
 		if err == io.EOF {
@@ -133,7 +165,17 @@ func (s *Server) readMultipart(r *http.Request, d *wes.Draft, field func(name, v
 			return nil, bodyError(err)
 		}
 		if name := part.FormName(); name != wes.FieldAttachment {
-			b, err := io.ReadAll(io.LimitReader(part, limit+1))
+			if fields++; fields > wes.MaxFormFields {
+				part.Close()
+				return nil, tooManyFields()
+			}
+			n := limit(name)
+			if n == 0 {
+				part.Close() // reads the rest of the part, without keeping it
+				field(name, "")
+				continue
+			}
+			b, err := io.ReadAll(io.LimitReader(part, n+1))
 			part.Close()
 			if err != nil {
 				return nil, bodyError(err)
@@ -163,28 +205,45 @@ func (s *Server) readMultipart(r *http.Request, d *wes.Draft, field func(name, v
 	}
 }
 
-// decodeJSONRequest reads a RunRequest object. Its object fields may be
-// objects (as the schema says) or JSON strings (as multipart sends them).
+// decodeJSONRequest reads a RunRequest object, one member at a time and at
+// most wes.MaxFormFields of them. Its object fields may be objects (as the
+// schema says) or JSON strings (as multipart sends them).
 func decodeJSONRequest(body io.Reader, d *wes.Draft) error {
-	var req map[string]json.RawMessage
 	dec := json.NewDecoder(body)
-	if err := dec.Decode(&req); err != nil {
+	fail := func(err error) error {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return err
 		}
 		return wes.Invalid("body", "is not a JSON object")
 	}
-	for k, raw := range req {
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return fail(err)
+	}
+	for n := 0; dec.More(); {
+		if n++; n > wes.MaxFormFields {
+			return tooManyFields()
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return fail(err)
+		}
+		k, _ := tok.(string) // object keys are always strings
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return fail(err)
+		}
 		var str string
-		if err := json.Unmarshal(raw, &str); err == nil {
+		switch {
+		case json.Unmarshal(raw, &str) == nil:
 			d.SetField(k, str)
-			continue
+		case string(raw) == "null":
+		default:
+			d.SetField(k, string(raw))
 		}
-		if string(raw) == "null" {
-			continue
-		}
-		d.SetField(k, string(raw))
+	}
+	if _, err := dec.Token(); err != nil {
+		return fail(err)
 	}
 	return nil
 }

@@ -811,7 +811,7 @@ echo "stand-in engine done" >&2
 	if rl.Request.WorkflowEngine != "nextflow" || rl.Request.WorkflowEngineVersion != "24.04.4" || rl.Request.Tags["project"] != "e2e" {
 		t.Errorf("request echoed as %+v", rl.Request)
 	}
-	want := map[string]string{"result.txt": "made from main.nf\n", "sub/nested.txt": "nested\n"}
+	want := map[string]string{"result.txt": "made from ./main.nf\n", "sub/nested.txt": "nested\n"}
 	if len(rl.Outputs) != len(want) {
 		t.Errorf("outputs = %v, want just %v", contractKeys(rl.Outputs), contractKeys(want))
 	}

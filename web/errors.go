@@ -3,9 +3,12 @@ package web
 import (
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/wesgate/wesgate/wes"
 )
@@ -23,6 +26,7 @@ func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="wesgate"`)
 	}
+	setRetryAfter(w, err)
 	writeJSON(w, status, errorResponse{Msg: msg, StatusCode: status})
 }
 
@@ -31,9 +35,12 @@ func (s *Server) classify(r *http.Request, err error) (int, string) {
 	var inv *wes.InvalidError
 	var tooBig *http.MaxBytesError
 	var se *statusError
+	var limit *wes.LimitError
 	switch {
 	case errors.As(err, &se):
 		return se.status, se.msg
+	case errors.As(err, &limit):
+		return http.StatusTooManyRequests, limit.Msg
 	case errors.As(err, &inv):
 		return http.StatusBadRequest, inv.Error()
 	case errors.As(err, &tooBig), errors.Is(err, wes.ErrTooLarge):
@@ -56,6 +63,15 @@ func (s *Server) classify(r *http.Request, err error) (int, string) {
 	s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
 		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
 	return http.StatusInternalServerError, "internal server error"
+}
+
+// setRetryAfter tells a client over a per-user limit when to try again,
+// in whole seconds.
+func setRetryAfter(w http.ResponseWriter, err error) {
+	var limit *wes.LimitError
+	if errors.As(err, &limit) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(limit.RetryAfter, time.Second).Seconds()))))
+	}
 }
 
 // diskFull reports whether err comes from a full filesystem: the kernel's

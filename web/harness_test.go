@@ -40,6 +40,7 @@ type envOptions struct {
 	Engines         []wes.Engine // nil: detect the default engines
 	MaxRequestBytes int64
 	Limits          wes.Limits
+	UserLimits      wes.UserLimits
 	PollInterval    time.Duration
 	Fetcher         *wes.Fetcher
 	FilePrefixes    []string
@@ -185,7 +186,7 @@ func newTestEnv(t testing.TB, o envOptions) *testEnv {
 	}
 	watch := wes.NewWatch()
 	svc, err = wes.NewService(ctx, wes.Config{
-		DataDir: data, Engines: engines, Limits: o.Limits, PollInterval: poll,
+		DataDir: data, Engines: engines, Limits: o.Limits, UserLimits: o.UserLimits, PollInterval: poll,
 		Info:    wes.Info{ID: "org.ga4gh.wesgate.test", Name: "wesgate test", OrganizationName: "Test University", OrganizationURL: "https://example.org", Version: "test"},
 		Fetcher: o.Fetcher, FileURLPrefixes: o.FilePrefixes, Metrics: reg,
 		GoneGrace: o.GoneGrace, Watch: watch,

@@ -182,7 +182,7 @@ func (s *Server) handleRunPage() http.Handler {
 			v.Tasks = append(v.Tasks, row)
 		}
 		rl := s.runs.RunLog(run, nil, base)
-		v.Outputs = outputRows(rl.Outputs)
+		v.Outputs = outputRows(rl.Outputs, id, base)
 		v.Stdout = s.logView(r.Context(), u, id, wes.Stdout, api)
 		v.Stderr = s.logView(r.Context(), u, id, wes.Stderr, api)
 		s.render(w, r, http.StatusOK, views.Run(s.page(r, run.Name), v))
@@ -246,8 +246,8 @@ func stripTerminal(s string) string {
 }
 
 // outputRows lists the files of an outputs object (CWL File objects, at any
-// depth) for the run page.
-func outputRows(outputs json.RawMessage) []views.Output {
+// depth) for the run page. Only the run's own download URLs become links.
+func outputRows(outputs json.RawMessage, runID, base string) []views.Output {
 	var v any
 	if json.Unmarshal(outputs, &v) != nil {
 		return nil
@@ -259,7 +259,10 @@ func outputRows(outputs json.RawMessage) []views.Output {
 		case map[string]any:
 			if x["class"] == "File" {
 				o := views.Output{Name: name}
-				o.URL, _ = x["location"].(string)
+				o.Location, _ = x["location"].(string)
+				if wes.FileLink(runID, base, o.Location) {
+					o.URL, o.Location = o.Location, ""
+				}
 				o.Path, _ = x["path"].(string)
 				o.Checksum, _ = x["checksum"].(string)
 				if size, ok := x["size"].(float64); ok {
@@ -405,6 +408,7 @@ func (s *Server) handleSubmitForm() http.Handler {
 			return
 		case err != nil:
 			status, msg := s.classify(r, err)
+			setRetryAfter(w, err)
 			fail(status, msg)
 			return
 		}
@@ -419,9 +423,32 @@ func (s *Server) readSubmitForm(r *http.Request, d *wes.Draft, values map[string
 	if ct != "multipart/form-data" {
 		return wes.Invalid("form", "must be sent as multipart/form-data")
 	}
-	names, err := s.readMultipart(r, d, func(name, value string) { values[name] = value }, func() {})
+	limit := s.submitFieldLimit()
+	names, err := s.readMultipart(r, d, limit, func(name, value string) {
+		if limit(name) > 0 {
+			values[name] = value
+		}
+	}, func() {})
 	*files = names
 	return err
+}
+
+// submitFieldLimit returns the byte limit of each field of the submit
+// form: the field limit for the JSON parameters and the tags, less for the
+// others, and 0 for a name the form does not have (it is not read or kept).
+// Engine parameters and batch options ("eng-...", "opt-...") are passed on,
+// so that the service names one the engine does not have.
+func (s *Server) submitFieldLimit() func(name string) int64 {
+	maxField := s.runs.Limits().MaxFieldBytes
+	short := min(4096, maxField)
+	known := map[string]int64{"workflow_params": maxField, "tags_text": maxField,
+		"type_version": short, "engine": short, "workflow_url": short}
+	return func(name string) int64 {
+		if strings.HasPrefix(name, "eng-") || strings.HasPrefix(name, "opt-") {
+			return short
+		}
+		return known[name]
+	}
 }
 
 // formToRequest maps the submit form's fields to WES run request fields.

@@ -689,7 +689,7 @@ func TestPagesRunPage(t *testing.T) {
 
 	// stdout, whole, where the script continues following it.
 	stdout := d.id(t, "log-stdout")
-	wantOut := "stand-in ran ok.cwl with: --parallel --cores 2\n"
+	wantOut := "stand-in ran ./ok.cwl with: --parallel --cores 2\n" // relative workflows are given as ./path
 	if got := pagesRaw(stdout); got != wantOut {
 		t.Errorf("stdout shows %q, want %q", got, wantOut)
 	}

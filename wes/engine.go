@@ -326,8 +326,12 @@ func (e *Engine) paramArgs(values map[string]string) []string {
 	return args
 }
 
-// CommandLine expands the engine's command for one run.
+// CommandLine expands the engine's command for one run. A relative
+// workflow is given as "./path", so that no file name reads as an option.
 func (e *Engine) CommandLine(workflow, runDir string, values map[string]string) []string {
+	if !strings.HasPrefix(workflow, "/") && !strings.HasPrefix(workflow, "./") {
+		workflow = "./" + workflow
+	}
 	// One pass, so a value that looks like a placeholder is not expanded again.
 	r := strings.NewReplacer(PHWorkflow, workflow, PHParams, ParamsFile,
 		PHOutputs, runDir+"/outputs", PHWork, runDir+"/work")

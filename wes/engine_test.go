@@ -150,23 +150,23 @@ func TestCommandLine(t *testing.T) {
 		want     []string
 	}{
 		{"cwltool defaults", "cwltool", "wf.cwl", nil,
-			[]string{"cwltool", "--outdir", runDir + "/outputs", "wf.cwl", ".wesgate-params.json"}},
+			[]string{"cwltool", "--outdir", runDir + "/outputs", "./wf.cwl", ".wesgate-params.json"}},
 		{"cwltool flags in declared order", "cwltool", "dir/wf.cwl#main",
 			map[string]string{"--debug": "true", "--parallel": "true", "--no-container": "false"},
-			[]string{"cwltool", "--outdir", runDir + "/outputs", "--parallel", "--debug", "dir/wf.cwl#main", ".wesgate-params.json"}},
+			[]string{"cwltool", "--outdir", runDir + "/outputs", "--parallel", "--debug", "./dir/wf.cwl#main", ".wesgate-params.json"}},
 		// A workflow whose name is a placeholder is not expanded again.
 		{"placeholder as workflow", "cwltool", "{outputs}", nil,
-			[]string{"cwltool", "--outdir", runDir + "/outputs", "{outputs}", ".wesgate-params.json"}},
+			[]string{"cwltool", "--outdir", runDir + "/outputs", "./{outputs}", ".wesgate-params.json"}},
 		{"params placeholder as workflow", "cwltool", "{params}", nil,
-			[]string{"cwltool", "--outdir", runDir + "/outputs", "{params}", ".wesgate-params.json"}},
+			[]string{"cwltool", "--outdir", runDir + "/outputs", "./{params}", ".wesgate-params.json"}},
 		{"snakemake default cores", "snakemake", "Snakefile", nil,
-			[]string{"snakemake", "--snakefile", "Snakefile", "--configfile", ".wesgate-params.json", "--cores", "1"}},
+			[]string{"snakemake", "--snakefile", "./Snakefile", "--configfile", ".wesgate-params.json", "--cores", "1"}},
 		{"snakemake values", "snakemake", "Snakefile", map[string]string{"--cores": "8", "--keep-going": "true"},
-			[]string{"snakemake", "--snakefile", "Snakefile", "--configfile", ".wesgate-params.json", "--cores", "8", "--keep-going"}},
+			[]string{"snakemake", "--snakefile", "./Snakefile", "--configfile", ".wesgate-params.json", "--cores", "8", "--keep-going"}},
 		{"nextflow empty default omitted", "nextflow", "main.nf", nil,
-			[]string{"nextflow", "run", "main.nf", "-params-file", ".wesgate-params.json"}},
+			[]string{"nextflow", "run", "./main.nf", "-params-file", ".wesgate-params.json"}},
 		{"nextflow string value", "nextflow", "main.nf", map[string]string{"-profile": "{workflow}", "-resume": "true"},
-			[]string{"nextflow", "run", "main.nf", "-params-file", ".wesgate-params.json", "-resume", "-profile", "{workflow}"}},
+			[]string{"nextflow", "run", "./main.nf", "-params-file", ".wesgate-params.json", "-resume", "-profile", "{workflow}"}},
 		{"miniwdl", "miniwdl", "/shared/wf.wdl", map[string]string{"--max-tasks": "4"},
 			[]string{"miniwdl", "run", "/shared/wf.wdl", "--input", ".wesgate-params.json", "--dir", runDir + "/outputs", "--max-tasks", "4"}},
 	}
@@ -188,13 +188,13 @@ func TestCommandLineFlagForms(t *testing.T) {
 		},
 	}
 	got := e.CommandLine("w.cwl", "/r", map[string]string{"threads": "6"})
-	want := []string{"eng", "--work=/r/work", "--threads=6", "-v", "w.cwl"}
+	want := []string{"eng", "--work=/r/work", "--threads=6", "-v", "./w.cwl"}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 	// A client's false turns off a default true.
 	got = e.CommandLine("w.cwl", "/r", map[string]string{"verbose": "false"})
-	want = []string{"eng", "--work=/r/work", "--threads=2", "w.cwl"}
+	want = []string{"eng", "--work=/r/work", "--threads=2", "./w.cwl"}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}

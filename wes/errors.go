@@ -2,6 +2,7 @@ package wes
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 )
@@ -20,9 +21,18 @@ var (
 	ErrUnavailable = errors.New("service unavailable")
 )
 
+// maxProblems bounds the problems an InvalidError keeps, and maxFieldName
+// the length of a field's name in one: a request with 50,000 made-up
+// fields gets a short answer, not one that repeats them all.
+const (
+	maxProblems  = 10
+	maxFieldName = 64
+)
+
 // InvalidError says what is wrong with a request, field by field.
 type InvalidError struct {
 	Problems map[string]string // field -> what is wrong with it
+	More     int               // fields with problems beyond the first maxProblems
 }
 
 // Invalid returns an InvalidError with one problem.
@@ -41,17 +51,28 @@ func (e *InvalidError) Error() string {
 	for i, k := range keys {
 		parts[i] = k + ": " + e.Problems[k]
 	}
+	if e.More > 0 {
+		parts = append(parts, fmt.Sprintf("and %d more", e.More))
+	}
 	return strings.Join(parts, "; ")
 }
 
-// Add records a problem with field, keeping the first one said about it.
+// Add records a problem with field, keeping the first one said about it,
+// and the problems of at most maxProblems fields (the others are counted).
+// A long field name is shortened.
 func (e *InvalidError) Add(field, problem string) {
 	if e.Problems == nil {
 		e.Problems = map[string]string{}
 	}
-	if _, ok := e.Problems[field]; !ok {
-		e.Problems[field] = problem
+	field = truncate(field, maxFieldName)
+	if _, ok := e.Problems[field]; ok {
+		return
 	}
+	if len(e.Problems) >= maxProblems {
+		e.More++
+		return
+	}
+	e.Problems[field] = problem
 }
 
 // OrNil returns e when it holds problems, else nil.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path"
@@ -16,8 +17,8 @@ import (
 )
 
 // Fetcher downloads workflows named by http(s) workflow URLs, with a size
-// limit and a timeout. Unless AllowPrivate is set it refuses to connect to
-// loopback, private, link-local and other non-public addresses, checked on
+// limit and a timeout. Unless AllowPrivate is set it connects only to global
+// unicast addresses (see publicAddr), checked on
 // the address actually dialled, so redirects and DNS tricks cannot reach
 // services inside the cluster's network.
 type Fetcher struct {
@@ -28,17 +29,7 @@ type Fetcher struct {
 func NewFetcher(timeout time.Duration, allowPrivate bool) *Fetcher {
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
 	if !allowPrivate {
-		dialer.Control = func(network, address string, _ syscall.RawConn) error {
-			host, _, err := net.SplitHostPort(address)
-			if err != nil {
-				return err
-			}
-			ip := net.ParseIP(host)
-			if ip == nil || !publicIP(ip) {
-				return errPrivateAddress
-			}
-			return nil
-		}
+		dialer.Control = refusePrivate
 	}
 	tr := &http.Transport{
 		DialContext:           dialer.DialContext,
@@ -64,9 +55,14 @@ func NewFetcher(timeout time.Duration, allowPrivate bool) *Fetcher {
 
 var errPrivateAddress = errors.New("address is not public")
 
-func publicIP(ip net.IP) bool {
-	return !(ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast())
+// refusePrivate is the dialer's check of the address it is about to
+// connect to (after DNS, on every redirect): only public addresses pass.
+func refusePrivate(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil || !publicAddr(ap.Addr()) {
+		return errPrivateAddress
+	}
+	return nil
 }
 
 // fetchedName is the file name a fetched workflow gets in work/: the last

@@ -30,6 +30,13 @@ const (
 var knownFields = map[string]bool{FieldParams: true, FieldType: true, FieldTypeVersion: true,
 	FieldTags: true, FieldEngine: true, FieldEngineVersion: true, FieldEngineParams: true, FieldURL: true}
 
+// MaxFormFields bounds the fields (parts other than attachments, keys of a
+// JSON request) one request may send; reading stops beyond it.
+const MaxFormFields = 100
+
+// shortFieldBytes bounds the fields that hold a name or a version.
+const shortFieldBytes = 4096
+
 // Limits bound what one run request may carry.
 type Limits struct {
 	MaxAttachments   int   // number of distinct attachment paths
@@ -49,19 +56,34 @@ type Draft struct {
 	limits  Limits
 	fields  map[string]string
 	files   map[string][sha256.Size]byte // attachment path -> content hash
+	bytes   int64                        // the attachments' size
 	invalid InvalidError
 }
 
 // Dir is the staging directory of the draft.
 func (d *Draft) Dir() string { return d.dir }
 
-// SetField records a form field. Unknown fields and repeated fields are problems.
-func (d *Draft) SetField(name, value string) {
+// FieldLimit is how many bytes the field called name may hold: the field
+// limit for the JSON fields, less for the short ones, and 0 for a name that
+// is not a field of a run request (its value need not be read at all).
+func (d *Draft) FieldLimit(name string) int64 {
 	switch {
+	case name == FieldParams || name == FieldTags || name == FieldEngineParams:
+		return d.limits.MaxFieldBytes
+	case knownFields[name]:
+		return min(shortFieldBytes, d.limits.MaxFieldBytes)
+	}
+	return 0
+}
+
+// SetField records a form field. Unknown fields, repeated fields and
+// fields longer than FieldLimit are problems.
+func (d *Draft) SetField(name, value string) {
+	switch limit := d.FieldLimit(name); {
 	case !knownFields[name]:
 		d.invalid.Add(name, "is not a field of a run request")
-	case int64(len(value)) > d.limits.MaxFieldBytes:
-		d.invalid.Add(name, fmt.Sprintf("is longer than %d bytes", d.limits.MaxFieldBytes))
+	case int64(len(value)) > limit:
+		d.invalid.Add(name, fmt.Sprintf("is longer than %d bytes", limit))
 	default:
 		if _, dup := d.fields[name]; dup {
 			d.invalid.Add(name, "is given more than once")
@@ -123,7 +145,8 @@ func (d *Draft) AddAttachment(name string, r io.Reader) error {
 		return err
 	}
 	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(f, h), r)
+	n, err := io.Copy(io.MultiWriter(f, h), r)
+	d.bytes += n
 	if err == nil {
 		err = f.Sync()
 	}
@@ -150,9 +173,26 @@ func (d *Draft) Discard() error { return os.RemoveAll(d.dir) }
 
 // CheckAttachmentPath checks a workflow_attachment file name and returns it
 // with "/" separators. It refuses absolute paths, "..", ".", empty components,
-// backslashes, NUL and control characters, names wesgate reserves (".wesgate*"
-// at the top) and overlong names.
+// components starting with "-" (an engine would take "--outdir=x" for an
+// option), backslashes, NUL and control characters, names wesgate reserves
+// (".wesgate*" at the top) and overlong names.
 func CheckAttachmentPath(name string) (string, error) {
+	clean, err := checkRelPath(name)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range strings.Split(clean, "/") {
+		if p[0] == '-' {
+			return "", errors.New(`has a path component starting with "-"`)
+		}
+	}
+	return clean, nil
+}
+
+// checkRelPath is CheckAttachmentPath without the rule on a leading "-":
+// for paths that wesgate opens itself and never hands to an engine (the
+// files a run made, downloaded by their owner).
+func checkRelPath(name string) (string, error) {
 	switch {
 	case name == "":
 		return "", errors.New("has no file name")

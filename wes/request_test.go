@@ -20,7 +20,7 @@ func TestCheckAttachmentPath(t *testing.T) {
 		{"🧬.wdl", true, ""},
 		{".hidden", true, ""},
 		{"dir/.wesgate", true, ""}, // reserved only at the top
-		{"-rf", true, ""},
+		{"a-b/c-", true, ""},
 		{"$(id).cwl", true, ""}, // quoted where it is used
 		{long, true, ""},
 		{long + "/" + long, true, ""},
@@ -53,6 +53,10 @@ func TestCheckAttachmentPath(t *testing.T) {
 		{"ok/" + long + "a", false, "255"},
 		{strings.Repeat("a/", 513) + "b", false, "1024"},
 		{"bad\xffutf8", false, "UTF-8"},
+		{"-rf", false, `starting with "-"`},
+		{"--outdir=/tmp/x", false, `starting with "-"`},
+		{"dir/-x.cwl", false, `starting with "-"`},
+		{"a/b/--debug", false, `starting with "-"`},
 	}
 	for _, tt := range tests {
 		got, err := CheckAttachmentPath(tt.name)

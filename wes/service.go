@@ -43,7 +43,9 @@ type Config struct {
 	DataDir string
 	Engines []Engine // detected engines; only these are offered
 	Limits  Limits
-	Info    Info
+	// UserLimits cap each user's runs (zero values: no cap).
+	UserLimits UserLimits
+	Info       Info
 	// FileURLPrefixes are directories under which file: workflow URLs are
 	// allowed. Empty: file: URLs are refused.
 	FileURLPrefixes []string
@@ -345,13 +347,23 @@ func (s *Service) CreateRun(ctx context.Context, u User, d *Draft) (string, erro
 	if name == "" {
 		name = path.Base(strings.SplitN(req.WorkflowURL, "#", 2)[0])
 	}
+	now := s.cfg.Now().UTC()
 	r := &Run{
 		ID: id, Owner: u.Owner, Username: u.Username, State: Queued, Request: *req, Name: name,
-		Attachments: attachments, Created: s.cfg.Now().UTC(), Outputs: json.RawMessage("{}"),
+		Attachments: attachments, AttachmentBytes: d.bytes, Created: now, Outputs: json.RawMessage("{}"),
+	}
+	q := s.quota(u, now)
+	if q.MaxAttachmentBytes > 0 && r.AttachmentBytes > q.MaxAttachmentBytes {
+		return "", fmt.Errorf("%w: the attachments are larger than the per-user limit", ErrTooLarge)
 	}
 	// Stored first, then moved into place: a crash in between leaves a run
 	// without a directory, which the next start removes (see cleanData).
-	if err := s.store.CreateRun(ctx, r); err != nil {
+	if err := s.store.CreateRunWithin(ctx, r, q); err != nil {
+		var le *LimitError
+		if errors.As(err, &le) {
+			s.log.Info("run refused: per-user limit", "owner", u.Owner, "user", u.Username, "limit", le.Msg)
+			return "", err
+		}
 		return "", fmt.Errorf("create run: %w", err)
 	}
 	runDir := s.LocalRunDir(id)
@@ -603,6 +615,9 @@ func (s *Service) resolveWorkflowURL(ctx context.Context, d *Draft, req *RunRequ
 			}
 			*attachments = append(*attachments, name)
 			sort.Strings(*attachments)
+			if fi, err := os.Stat(filepath.Join(d.dir, "work", name)); err == nil {
+				d.bytes += fi.Size()
+			}
 			return nil
 		case "file":
 			p, ok := s.allowedFilePath(raw)
@@ -669,8 +684,9 @@ func (s *Service) allowedFilePath(raw string) (string, bool) {
 	return "", false
 }
 
-// workflowArg is the workflow as the engine gets it: relative to work/, or
-// the absolute path of an allowed file: URL.
+// workflowArg is the workflow as the engine gets it: "./path" relative to
+// work/ (so that it can never read as an option, whatever the path), or the
+// absolute path of an allowed file: URL.
 func workflowArg(r *Run) string {
 	u := r.Request.WorkflowURL
 	if strings.HasPrefix(strings.ToLower(u), "file:") {
@@ -681,9 +697,9 @@ func workflowArg(r *Run) string {
 		return p
 	}
 	if strings.HasPrefix(strings.ToLower(u), "http://") || strings.HasPrefix(strings.ToLower(u), "https://") {
-		return fetchedName(u)
+		return "./" + fetchedName(u)
 	}
-	return strings.TrimPrefix(u, "./")
+	return "./" + strings.TrimPrefix(u, "./")
 }
 
 // writeFileSync writes a file and flushes it to disk.
@@ -948,7 +964,7 @@ func (s *Service) OpenFile(ctx context.Context, u User, id, rel string) (*os.Fil
 	if _, err := s.GetRun(ctx, u, id); err != nil {
 		return nil, err
 	}
-	clean, err := CheckAttachmentPath(rel)
+	clean, err := checkRelPath(rel)
 	if err != nil || !(strings.HasPrefix(clean, "outputs/") || strings.HasPrefix(clean, "work/")) {
 		return nil, ErrNotFound
 	}

@@ -28,6 +28,7 @@ type Run struct {
 	Request         RunRequest
 	Name            string
 	Attachments     []string // attachment paths, relative to work/
+	AttachmentBytes int64    // their size (written when the run is stored; not read back)
 	Created         time.Time
 	Started         time.Time
 	Ended           time.Time
@@ -89,6 +90,10 @@ type ListQuery struct {
 type Store interface {
 	// CreateRun stores a new run.
 	CreateRun(ctx context.Context, r *Run) error
+	// CreateRunWithin stores a new run unless its owner's runs would then
+	// go over q (see CheckQuota): then it returns a *LimitError and stores
+	// nothing. The count and the insert are one transaction.
+	CreateRunWithin(ctx context.Context, r *Run, q Quota) error
 	// DeleteRun removes a run and its tasks (ErrNotFound when there is none).
 	DeleteRun(ctx context.Context, id string) error
 	// GetRun returns the run with id, if owner is "" or owns it; else ErrNotFound.

@@ -192,13 +192,19 @@ disabled = true
 	fmt.Fprintf(stdout, "| GET status during the burst p50 / p99 / max (%d probes) | %s / %s / %s |\n", len(probeLat),
 		ms(pct(probeLat, .5)), ms(pct(probeLat, .99)), ms(pct(probeLat, 1)))
 	fmt.Fprintf(stdout, "| server peak RSS | %.1f MB |\n", float64(hwm)/1e6)
-	abuse := abuseChecks(hc, base)
+	// The requests meant to exhaust memory each go to a fresh server, so
+	// that its resident set before and its peak during are the request's.
+	fresh := func(i int) (*server, error) {
+		return startServer(ctx, bin, cfg, filepath.Join(work, fmt.Sprintf("fresh-%d", i)), stderr)
+	}
+	abuse := abuseChecks(hc, srv, fresh)
 	hwmAfter, _ := memory(srv.cmd.Process.Pid)
-	fmt.Fprintln(stdout, "\n| abusive request | answer | took |")
-	fmt.Fprintln(stdout, "|---|---:|---:|")
+	fmt.Fprintln(stdout, "\n| abusive request | answer | answer bytes | took | RSS before | peak RSS during |")
+	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|")
 	bad := 0
 	for _, a := range abuse {
-		fmt.Fprintf(stdout, "| %s | %d | %s |\n", a.name, a.status, ms(a.took))
+		fmt.Fprintf(stdout, "| %s | %d | %d | %s | %.1f MB | %.1f MB |\n", a.name, a.status, a.bodyBytes, ms(a.took),
+			float64(a.rssBefore)/1e6, float64(a.peak)/1e6)
 		if a.status < 400 || a.status >= 500 {
 			bad++
 		}
@@ -214,26 +220,54 @@ disabled = true
 }
 
 type abuseResult struct {
-	name   string
-	status int
-	took   time.Duration
+	name      string
+	status    int
+	bodyBytes int64
+	took      time.Duration
+	rssBefore int64 // the server's resident set before the request
+	peak      int64 // its peak resident set while the request was served
+}
+
+// resetPeak resets the kernel's record of pid's peak resident set (VmHWM)
+// to its current one, so that the next reading is the peak since now.
+func resetPeak(pid int) {
+	os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
 }
 
 // abuseChecks sends requests meant to exhaust the server: each must get a
-// clear 4xx without the server holding the body in memory.
-func abuseChecks(hc *http.Client, base string) []abuseResult {
+// clear 4xx without the server holding the body in memory. The server's
+// resident set is measured around each one.
+func abuseChecks(hc *http.Client, srv *server, fresh func(int) (*server, error)) []abuseResult {
 	var out []abuseResult
-	send := func(name, contentType string, body io.Reader) {
+	on := func(srv *server, name, path, contentType string, body io.Reader) {
+		addr, pid := srv.addr, srv.cmd.Process.Pid
+		resetPeak(pid)
+		_, before := memory(pid)
 		t := time.Now()
-		req, _ := http.NewRequest(http.MethodPost, base+"/runs", body)
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+path, body)
 		req.Header.Set("Content-Type", contentType)
-		status := 0
+		req.Header.Set("Origin", "http://"+addr) // the submit form is a same-origin POST
+		status, n := 0, int64(0)
 		if resp, err := hc.Do(req); err == nil {
-			io.Copy(io.Discard, resp.Body)
+			n, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			status = resp.StatusCode
 		}
-		out = append(out, abuseResult{name, status, time.Since(t)})
+		peak, _ := memory(pid)
+		out = append(out, abuseResult{name: name, status: status, bodyBytes: n, took: time.Since(t), rssBefore: before, peak: peak})
+	}
+	send := func(name, contentType string, body io.Reader) { on(srv, name, "/ga4gh/wes/v1/runs", contentType, body) }
+	nfresh := 0
+	post := func(name, path, contentType string, body io.Reader) {
+		nfresh++
+		s, err := fresh(nfresh)
+		if err != nil {
+			out = append(out, abuseResult{name: name + " (the server did not start)"})
+			return
+		}
+		defer s.stop()
+		time.Sleep(time.Second) // let it settle
+		on(s, name, path, contentType, body)
 	}
 	// 5,000 tiny attachments (the limit is 1,000).
 	var many bytes.Buffer
@@ -279,5 +313,46 @@ func abuseChecks(hc *http.Client, base string) []abuseResult {
 	// A JSON body of 20 MiB in one field (fields are limited to 8 MiB).
 	send("20 MiB workflow_params (JSON body)", "application/json",
 		strings.NewReader(`{"workflow_type":"CWL","workflow_type_version":"v1.2","workflow_url":"x","workflow_params":"`+strings.Repeat("a", 20<<20)+`"}`))
+	// A 200 MiB application/x-www-form-urlencoded body, streamed.
+	post("200 MiB urlencoded body, streamed", "/ga4gh/wes/v1/runs", "application/x-www-form-urlencoded",
+		io.MultiReader(strings.NewReader("workflow_params="), io.LimitReader(repeatReader('a'), 200<<20)))
+	// The submit form with 24 made-up fields of 8 MiB each.
+	pr, pw = io.Pipe()
+	formw := multipart.NewWriter(pw)
+	go func() {
+		formw.WriteField("type_version", "CWL|v1.2")
+		chunk := bytes.Repeat([]byte("a"), 1<<20)
+		for i := range 24 {
+			fw, _ := formw.CreateFormField(fmt.Sprintf("junk%d", i))
+			for range 8 {
+				if _, err := fw.Write(chunk); err != nil {
+					pw.CloseWithError(err)
+					return
+				}
+			}
+		}
+		formw.Close()
+		pw.Close()
+	}()
+	post("submit form: 24 made-up fields of 8 MiB", "/runs/new", formw.FormDataContentType(), pr)
+	pr.Close()
+	// 50,000 made-up multipart field names.
+	var names bytes.Buffer
+	mw = multipart.NewWriter(&names)
+	for i := range 50000 {
+		mw.WriteField(fmt.Sprintf("unknown-field-%d-%s", i, strings.Repeat("n", 1000)), "v")
+	}
+	mw.Close()
+	post("50,000 unknown field names", "/ga4gh/wes/v1/runs", mw.FormDataContentType(), &names)
 	return out
+}
+
+// repeatReader reads as an endless run of one byte.
+type repeatReader byte
+
+func (r repeatReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(r)
+	}
+	return len(p), nil
 }

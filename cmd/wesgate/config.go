@@ -52,6 +52,11 @@ type config struct {
 		MaxFieldBytes    int64 `toml:"max_field_bytes"`
 		MaxWorkflowBytes int64 `toml:"max_workflow_bytes"`
 		MaxJSONDepth     int   `toml:"max_json_depth"`
+		// Per-user caps (0: none).
+		MaxActiveRunsPerUser           int   `toml:"max_active_runs_per_user"`
+		MaxSubmissionsPerMinutePerUser int   `toml:"max_submissions_per_minute_per_user"`
+		MaxAttachmentBytesPerUser      int64 `toml:"max_attachment_bytes_per_user"`
+		AdminsExempt                   bool  `toml:"admins_exempt"`
 	} `toml:"limits"`
 
 	Runs struct {
@@ -158,6 +163,10 @@ func defaultConfig() config {
 	c.Service.OrganizationName = "wesgate"
 	c.Service.OrganizationURL = "https://example.org"
 	c.Service.Environment = "dev"
+	c.Limits.MaxActiveRunsPerUser = 200
+	c.Limits.MaxSubmissionsPerMinutePerUser = 60
+	c.Limits.MaxAttachmentBytesPerUser = 10 << 30
+	c.Limits.AdminsExempt = true
 	c.Runs.PollInterval = duration{5 * time.Second}
 	c.Runs.FastPoll = duration{250 * time.Millisecond}
 	c.Runs.HotFor = duration{time.Minute}

@@ -104,32 +104,28 @@ func tagsOf(r *wes.Run) map[string]string {
 
 // CreateRun stores a new run and its tags.
 func (db *DB) CreateRun(ctx context.Context, r *wes.Run) error {
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
+	return db.CreateRunWithin(ctx, r, wes.Quota{})
+}
+
+// insertRun inserts a new run and its tags and returns its seq.
+func insertRun(ctx context.Context, tx *sql.Tx, r *wes.Run) (int64, error) {
 	res, err := tx.ExecContext(ctx, `INSERT INTO runs (id, owner, username, state, request, tags, name, workflow_type,
-		attachments, created, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		attachments, attachment_bytes, created, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Owner, r.Username, string(r.State), mustJSON(r.Request), mustJSON(tagsOf(r)), r.Name, r.Request.WorkflowType,
-		mustJSON(nonNilList(r.Attachments)), fmtTime(r.Created), string(r.Outputs))
+		mustJSON(nonNilList(r.Attachments)), r.AttachmentBytes, fmtTime(r.Created), string(r.Outputs))
 	if err != nil {
-		return fmt.Errorf("insert run: %w", err)
+		return 0, fmt.Errorf("insert run: %w", err)
 	}
 	seq, err := res.LastInsertId()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for k, v := range r.Request.Tags {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO run_tags (run_seq, key, value) VALUES (?, ?, ?)`, seq, k, v); err != nil {
-			return fmt.Errorf("insert tag: %w", err)
+			return 0, fmt.Errorf("insert tag: %w", err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	r.Seq = seq
-	return nil
+	return seq, nil
 }
 
 // DeleteRun removes a run; its tags and tasks go with it.

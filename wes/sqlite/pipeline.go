@@ -11,10 +11,6 @@ import (
 	"github.com/wesgate/wesgate/wes"
 )
 
-// terminalStates are the states a run never leaves.
-var terminalStates = []any{string(wes.Complete), string(wes.ExecutorError), string(wes.SystemError),
-	string(wes.Canceled), string(wes.Preempted)}
-
 const activeJobColumns = `id, username, account, state, job_id, run_dir, submit_attempted, cancel_requested,
 	cancel_sent, cancel_sent_at, gone_since, started, node, partition`
 

@@ -67,11 +67,9 @@ func (e *Executor) SubmitBatch(ctx context.Context, account string, jobs []sched
 	}
 	start := time.Now()
 	if err := e.stage(ctx, account, jobs, pending); err != nil {
-		e.cfg.Metrics.command("tar", "error", time.Since(start).Seconds())
 		failAll(pending, e.submitError(account, fmt.Errorf("stage: %w", err)))
 		return res
 	}
-	e.cfg.Metrics.command("tar", "ok", time.Since(start).Seconds())
 	e.log.Debug("slurm: staged", "account", account, "runs", len(pending), "took", time.Since(start).Round(time.Millisecond))
 	e.sbatchAll(ctx, account, jobs, pending, res)
 	return res

@@ -3,6 +3,8 @@ package wes
 import (
 	"net/url"
 	"strings"
+
+	"github.com/wesgate/wesgate/scheduler"
 )
 
 // FileLink reports whether an output's location may be a link: only wesgate's own download URL of a
@@ -24,7 +26,7 @@ func FileLink(runID, baseURL, location string) bool {
 		return false
 	}
 	clean, err := checkRelPath(rel)
-	if err != nil || !(strings.HasPrefix(clean, "outputs/") || strings.HasPrefix(clean, "work/")) {
+	if err != nil || !(strings.HasPrefix(clean, scheduler.OutputsDir+"/") || strings.HasPrefix(clean, scheduler.WorkDir+"/")) {
 		return false
 	}
 	return true

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wesgate/wesgate/scheduler"
 	"io"
 	"io/fs"
 	"net/url"
@@ -89,9 +90,9 @@ func CollectOutputs(ctx context.Context, mode, localDir, runDir string, attachme
 	case OutputsCWL:
 		out, err = c.cwl()
 	case OutputsDirectory:
-		out, err = c.tree("outputs", nil)
+		out, err = c.tree(scheduler.OutputsDir, nil)
 	case OutputsWorkdir:
-		out, err = c.tree("work", attachments)
+		out, err = c.tree(scheduler.WorkDir, attachments)
 	default:
 		return nil, nil, fmt.Errorf("unknown outputs mode %q", mode)
 	}
@@ -143,7 +144,7 @@ var ErrNotRegular = errors.New("not a regular file")
 // every File and Directory at wesgate's download URL, adding the size and
 // checksum where the engine left them out.
 func (c *outputCollector) cwl() (json.RawMessage, error) {
-	f, _, err := OpenRegular(c.root, "stdout.txt")
+	f, _, err := OpenRegular(c.root, scheduler.StdoutFile)
 	if errors.Is(err, os.ErrNotExist) {
 		return json.RawMessage("{}"), nil
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wesgate/wesgate/scheduler"
 	"io"
 	"os"
 	"path/filepath"
@@ -116,7 +117,7 @@ func (d *Draft) AddAttachment(name string, r io.Reader) error {
 		_, err := io.Copy(io.Discard, r)
 		return err
 	}
-	dst := filepath.Join(d.dir, "work", filepath.FromSlash(clean))
+	dst := filepath.Join(d.dir, scheduler.WorkDir, filepath.FromSlash(clean))
 	if seen {
 		h := sha256.New()
 		if _, err := io.Copy(h, r); err != nil {

@@ -215,7 +215,7 @@ func (s *Service) NewDraft() (*Draft, error) {
 	if err != nil {
 		return nil, fmt.Errorf("draft: %w", err)
 	}
-	if err := os.Mkdir(filepath.Join(dir, "work"), 0o750); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, scheduler.WorkDir), 0o750); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("draft: %w", err)
 	}
@@ -340,7 +340,7 @@ func (s *Service) CreateRun(ctx context.Context, u User, d *Draft) (string, erro
 	}
 	id := newRunID()
 	params := req.WorkflowParams
-	if err := writeFileSync(filepath.Join(d.dir, "work", ParamsFile), append(slices.Clone(params), '\n')); err != nil {
+	if err := writeFileSync(filepath.Join(d.dir, scheduler.WorkDir, ParamsFile), append(slices.Clone(params), '\n')); err != nil {
 		return "", fmt.Errorf("create run: %w", err)
 	}
 	name := req.Tags["name"]
@@ -598,7 +598,7 @@ func (s *Service) resolveWorkflowURL(ctx context.Context, d *Draft, req *RunRequ
 			if inv.OrNil() != nil {
 				return nil // do not fetch for a request that fails anyway
 			}
-			name, err := s.cfg.Fetcher.Fetch(ctx, raw, filepath.Join(d.dir, "work"), s.cfg.Limits.MaxWorkflowBytes)
+			name, err := s.cfg.Fetcher.Fetch(ctx, raw, filepath.Join(d.dir, scheduler.WorkDir), s.cfg.Limits.MaxWorkflowBytes)
 			if err != nil {
 				var ie *InvalidError
 				if errors.As(err, &ie) {
@@ -615,7 +615,7 @@ func (s *Service) resolveWorkflowURL(ctx context.Context, d *Draft, req *RunRequ
 			}
 			*attachments = append(*attachments, name)
 			sort.Strings(*attachments)
-			if fi, err := os.Stat(filepath.Join(d.dir, "work", name)); err == nil {
+			if fi, err := os.Stat(filepath.Join(d.dir, scheduler.WorkDir, name)); err == nil {
 				d.bytes += fi.Size()
 			}
 			return nil
@@ -920,9 +920,9 @@ func (s *Service) OpenLog(ctx context.Context, u User, id, stream string) (io.Re
 	if err != nil {
 		return nil, nil, err
 	}
-	name := "stdout.txt"
+	name := scheduler.StdoutFile
 	if stream == Stderr {
-		name = "stderr.txt"
+		name = scheduler.StderrFile
 	}
 	if r.RunDir != "" && !r.State.Terminal() {
 		f, err := s.sched.Open(ctx, s.sched.Account(r.Username), r.RunDir+"/"+name)
@@ -965,7 +965,7 @@ func (s *Service) OpenFile(ctx context.Context, u User, id, rel string) (*os.Fil
 		return nil, err
 	}
 	clean, err := checkRelPath(rel)
-	if err != nil || !(strings.HasPrefix(clean, "outputs/") || strings.HasPrefix(clean, "work/")) {
+	if err != nil || !(strings.HasPrefix(clean, scheduler.OutputsDir+"/") || strings.HasPrefix(clean, scheduler.WorkDir+"/")) {
 		return nil, ErrNotFound
 	}
 	root, err := os.OpenRoot(s.LocalRunDir(id))

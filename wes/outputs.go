@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/wesgate/wesgate/scheduler"
 	"io"
 	"io/fs"
 	"net/url"
@@ -17,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/wesgate/wesgate/scheduler"
 )
 
 // fileMarker stands for the run's file-download URL in stored outputs; the

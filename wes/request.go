@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/wesgate/wesgate/scheduler"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/wesgate/wesgate/scheduler"
 )
 
 // The form fields of a run request, as the specification names them.

@@ -32,6 +32,9 @@ type SSHConfig struct {
 	DialTimeout time.Duration // default 10s
 	KeepAlive   time.Duration // default 30s
 	MaxSessions int           // concurrent sessions per connection (OpenSSH allows 10); default 8
+	// CommandTimeout is the deadline of a remote command whose caller set
+	// none (default 5 minutes).
+	CommandTimeout time.Duration
 	// Credentials returns how an account logs in (a service key, or a
 	// short-lived certificate minted for the account).
 	Credentials func(account string) (Credentials, error)
@@ -120,6 +123,9 @@ func NewPool(cfg SSHConfig, log *slog.Logger) (*Pool, error) {
 	}
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = 8
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = 5 * time.Minute
 	}
 	if cfg.MaxSessions < 2 {
 		return nil, errors.New("ssh: MaxSessions must be at least 2: the SFTP client keeps one session open")
@@ -348,6 +354,12 @@ var errStopped = errors.New("stopped reading")
 // command is killed and the session closed, so a command that hangs never
 // holds a session slot past its deadline.
 func (p *Pool) Stream(ctx context.Context, account, cmd string, stdin io.Reader, consume func(io.Reader) error) error {
+	if _, ok := ctx.Deadline(); !ok {
+		// Every remote command has a deadline, even when its caller set none.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.cfg.CommandTimeout)
+		defer cancel()
+	}
 	c, cl, err := p.client(ctx, account)
 	if err != nil {
 		return err
@@ -471,12 +483,56 @@ func (p *Pool) SFTP(ctx context.Context, account string) (*sftp.Client, error) {
 		<-c.sem
 		return nil, fmt.Errorf("%w: connection lost", ErrUnreachable)
 	}
-	sc, err := sftp.NewClient(cl, sftp.UseConcurrentWrites(true))
+	sc, err := p.newSFTP(ctx, cl)
 	if err != nil {
 		<-c.sem
-		return nil, fmt.Errorf("%w: sftp: %v", ErrUnreachable, err)
+		return nil, fmt.Errorf("%w: sftp: %w", ErrUnreachable, err)
 	}
 	c.sftp = sc // holds its slot until drop
+	return sc, nil
+}
+
+// newSFTP starts the SFTP subsystem on a session of its own, within the
+// dial timeout: a subsystem that never answers its version exchange (a
+// stuck login node) closes the session instead of hanging the caller.
+func (p *Pool) newSFTP(ctx context.Context, cl *ssh.Client) (*sftp.Client, error) {
+	sess, err := cl.NewSession()
+	if err != nil {
+		return nil, err
+	}
+	if err := sess.RequestSubsystem("sftp"); err != nil {
+		sess.Close()
+		return nil, err
+	}
+	w, err := sess.StdinPipe()
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	r, err := sess.StdoutPipe()
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { sess.Close() })
+	sc, err := sftp.NewClientPipe(r, w, sftp.UseConcurrentWrites(true))
+	if !stop() {
+		if err == nil {
+			sc.Close()
+		}
+		return nil, fmt.Errorf("sftp start: %w", ctx.Err())
+	}
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	// The client ends the session when it is closed.
+	go func() {
+		sc.Wait()
+		sess.Close()
+	}()
 	return sc, nil
 }
 

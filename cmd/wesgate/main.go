@@ -207,6 +207,8 @@ const usage = `wesgate serves the GA4GH WES 1.1.0 API and web pages for workflow
 Usage:
   wesgate [serve] [flags]
   wesgate version
+  wesgate check-config [--config F]
+  wesgate backup [--config F] [--data D] DEST
 
 With no flags it listens on 127.0.0.1:8080, keeps its data in ./wesgate-data
 and runs workflows on this machine with the engines found on PATH.
@@ -223,6 +225,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			args = args[1:]
 		case "version":
 			return runVersion(args[1:], stdout, stderr)
+		case "check-config":
+			return runCheckConfig(ctx, args[1:], getenv, stdout, stderr)
+		case "backup":
+			return runBackup(ctx, args[1:], getenv, stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("wesgate", flag.ContinueOnError)

@@ -98,12 +98,12 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 
 // exitCode turns run's result into the process's exit status, writing the
 // error unless it was already written: 0 on success and for --help, 2 for a
-// wrong command line, 1 for everything else.
+// wrong command line or configuration (check-config), 1 for everything else.
 func exitCode(err error, stderr io.Writer) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errUsage):
+	case errors.Is(err, errUsage), errors.Is(err, errConfigInvalid):
 		return 2
 	}
 	fmt.Fprintln(stderr, "wesgate:", err)

@@ -6,11 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/wesgate/wesgate/auth"
@@ -25,14 +28,17 @@ var errConfigInvalid = errors.New("the configuration has problems")
 // runCheckConfig is `wesgate check-config`: it reads the configuration the
 // way serve does, checks everything that can be checked without starting
 // (values, files, the keys' permissions) and lists every problem found.
-// It opens no database, listens nowhere and contacts nothing.
-func runCheckConfig(_ context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// It opens no database and listens nowhere; it contacts the identity
+// provider and the cluster only with --reach.
+func runCheckConfig(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	flags := flag.NewFlagSet("wesgate check-config", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	cfgPath := flags.String("config", "", "configuration file, TOML (WESGATE_CONFIG)")
+	reach := flags.Bool("reach", false, "also reach the identity provider (OIDC discovery) and the cluster (SSH login as [slurm] user, sinfo --version)")
 	flags.Usage = func() {
-		fmt.Fprint(stderr, "Usage: wesgate check-config [--config F]\n\n"+
-			"Checks the configuration without starting wesgate: exit 0 when it is usable, 2 with each problem.\n\n")
+		fmt.Fprint(stderr, "Usage: wesgate check-config [--config F] [--reach]\n\n"+
+			"Checks the configuration without starting wesgate: exit 0 when it is usable, 2 with each problem.\n"+
+			"With --reach it also contacts the identity provider and the cluster, each within 20 s.\n\n")
 		flags.PrintDefaults()
 	}
 	if err := parseFlags(flags, args); err != nil {
@@ -51,6 +57,9 @@ func runCheckConfig(_ context.Context, args []string, getenv func(string) string
 	cfg.Addr = firstOf(getenv("WESGATE_ADDR"), cfg.Addr)
 	cfg.Data = firstOf(getenv("WESGATE_DATA"), cfg.Data)
 	problems := checkConfig(cfg)
+	if *reach && len(problems) == 0 {
+		problems = reachServices(ctx, cfg, stdout)
+	}
 	if len(problems) > 0 {
 		for _, p := range problems {
 			fmt.Fprintf(stderr, "%s: %s\n", name, p)
@@ -174,4 +183,50 @@ func privateKeyProblem(path string) string {
 		return fmt.Sprintf("%s has mode %04o: others may read it (chmod 600)", path, perm)
 	}
 	return ""
+}
+
+// reachServices contacts what the configuration names, as serve would at
+// start: the identity provider's discovery document (its issuer must match)
+// and the cluster's login node (host key, the service account's key, Slurm
+// on PATH). It reports what answered on stdout and returns the problems.
+func reachServices(ctx context.Context, cfg config, stdout io.Writer) []string {
+	var problems []string
+	if cfg.Auth.Mode == "oidc" {
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		if _, err := oidc.NewProvider(ctx, cfg.Auth.Issuer); err != nil {
+			problems = append(problems, fmt.Sprintf("[auth] issuer %s: %v", cfg.Auth.Issuer, err))
+		} else {
+			fmt.Fprintf(stdout, "identity provider %s: discovery OK\n", cfg.Auth.Issuer)
+		}
+		cancel()
+	}
+	if cfg.Executor.Kind == "slurm" {
+		sc := cfg.Slurm
+		out, err := reachCluster(ctx, sc.SSHAddr, sc.KnownHosts, sc.User, sc.KeyFile)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("[slurm] %s as %s: %v", sc.SSHAddr, sc.User, err))
+		} else {
+			fmt.Fprintf(stdout, "cluster %s as %s: %s\n", sc.SSHAddr, sc.User, strings.TrimSpace(string(out)))
+		}
+	}
+	return problems
+}
+
+// reachCluster logs in as the service account and runs sinfo --version.
+func reachCluster(ctx context.Context, addr, knownHosts, user, keyFile string) ([]byte, error) {
+	signer, err := loadKey(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := slurm.NewPool(slurm.SSHConfig{Addr: addr, KnownHosts: knownHosts, MaxSessions: 2,
+		Credentials: func(string) (slurm.Credentials, error) {
+			return slurm.Credentials{User: user, Signer: signer}, nil
+		}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	return pool.Run(ctx, user, "sinfo --version", nil)
 }

@@ -207,7 +207,7 @@ const usage = `wesgate serves the GA4GH WES 1.1.0 API and web pages for workflow
 Usage:
   wesgate [serve] [flags]
   wesgate version
-  wesgate check-config [--config F]
+  wesgate check-config [--config F] [--reach]
   wesgate backup [--config F] [--data D] DEST
 
 With no flags it listens on 127.0.0.1:8080, keeps its data in ./wesgate-data

@@ -7,12 +7,14 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/oauth2-proxy/mockoidc"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -170,4 +172,67 @@ func httpGet(url string) (int, error) {
 	}
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// TestCheckConfigReach: with --reach, check-config contacts the identity
+// provider and the cluster and reports each that does not answer.
+func TestCheckConfigReach(t *testing.T) {
+	dir := t.TempDir()
+	check := func(t *testing.T, body string) (int, string, string) {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "wesgate.toml")
+		os.WriteFile(path, []byte(body), 0o600)
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), []string{"check-config", "--reach", "--config", path}, noEnv, &stdout, &stderr)
+		return exitCode(err, &stderr), stdout.String(), stderr.String()
+	}
+
+	t.Run("identity provider", func(t *testing.T) {
+		m, err := mockoidc.Run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := fmt.Sprintf("public_url = \"https://wes.example.org\"\n[auth]\nmode = \"oidc\"\nissuer = %q\nclient_id = \"wesgate\"\n", m.Issuer())
+		if code, out, errOut := check(t, body); code != 0 || !strings.Contains(out, "discovery OK") {
+			t.Errorf("a reachable provider: exit %d\n%s%s", code, out, errOut)
+		}
+		m.Shutdown()
+		if code, out, errOut := check(t, body); code != 2 || !strings.Contains(errOut, "[auth] issuer "+m.Issuer()) {
+			t.Errorf("a provider that is down: exit %d\n%s%s", code, out, errOut)
+		}
+	})
+
+	t.Run("cluster down", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close() // nothing listens there now
+		key := filepath.Join(dir, "id")
+		writeKey(t, key, 0o600)
+		known := filepath.Join(dir, "known_hosts")
+		os.WriteFile(known, nil, 0o644)
+		body := fmt.Sprintf("[executor]\nkind = \"slurm\"\n[slurm]\nssh_addr = %q\nuser = \"wesgate\"\nkey_file = %q\n"+
+			"known_hosts = %q\nremote_base = \"/shared/wesgate\"\n", addr, key, known)
+		if code, out, errOut := check(t, body); code != 2 || !strings.Contains(errOut, "[slurm] "+addr+" as wesgate") {
+			t.Errorf("an unreachable cluster: exit %d\n%s%s", code, out, errOut)
+		}
+	})
+
+	t.Run("lab cluster", func(t *testing.T) {
+		addr := os.Getenv("WESGATE_LAB_SSH_ADDR")
+		if addr == "" {
+			if os.Getenv("WESGATE_REQUIRE_LAB") == "1" {
+				t.Fatal("the Slurm lab is required (WESGATE_REQUIRE_LAB=1) but WESGATE_LAB_* is not set")
+			}
+			t.Skip("Slurm lab not up: run `bash lab/up.sh` and `. lab/env.sh` to run this test")
+		}
+		body := fmt.Sprintf("[executor]\nkind = \"slurm\"\n[slurm]\nssh_addr = %q\nuser = %q\nkey_file = %q\n"+
+			"known_hosts = %q\nremote_base = %q\n", addr, os.Getenv("WESGATE_LAB_SVC_USER"), os.Getenv("WESGATE_LAB_SVC_KEY"),
+			os.Getenv("WESGATE_LAB_KNOWN_HOSTS"), os.Getenv("WESGATE_LAB_BASE"))
+		if code, out, errOut := check(t, body); code != 0 || !strings.Contains(out, "as "+os.Getenv("WESGATE_LAB_SVC_USER")+": slurm") {
+			t.Errorf("the lab's cluster: exit %d\n%s%s", code, out, errOut)
+		}
+	})
 }

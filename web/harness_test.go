@@ -74,7 +74,7 @@ type labEnv struct {
 }
 
 // requireLab returns the running Slurm lab, or skips the test (fails it with
-// WESGATE_REQUIRE_LAB=1) when the lab is not up: run `go tool task lab:up`.
+// WESGATE_REQUIRE_LAB=1) when the lab is not up: run `bash lab/up.sh`.
 func requireLab(t testing.TB) *labEnv {
 	t.Helper()
 	l := &labEnv{
@@ -90,7 +90,7 @@ func requireLab(t testing.TB) *labEnv {
 		if os.Getenv("WESGATE_REQUIRE_LAB") == "1" {
 			t.Fatal("the Slurm lab is required (WESGATE_REQUIRE_LAB=1) but WESGATE_LAB_* is not set: run lab/up.sh and source lab/env.sh")
 		}
-		t.Skip("Slurm lab not up: run `go tool task lab:up` and `. lab/env.sh` to run this test")
+		t.Skip("Slurm lab not up: run `bash lab/up.sh` and `. lab/env.sh` to run this test")
 	}
 	return l
 }

@@ -221,7 +221,7 @@ func labEnv() (map[string]string, error) {
 	lab := map[string]string{}
 	for _, k := range []string{"SSH_ADDR", "KNOWN_HOSTS", "SVC_USER", "SVC_KEY", "BASE", "PARTITION"} {
 		if lab[k] = os.Getenv("WESGATE_LAB_" + k); lab[k] == "" {
-			return nil, errors.New("the Slurm lab is not up: run `go tool task lab:up` and `. lab/env.sh`")
+			return nil, errors.New("the Slurm lab is not up: run `bash lab/up.sh` and `. lab/env.sh`")
 		}
 	}
 	return lab, nil

@@ -213,25 +213,21 @@ func loadKey(path string) (ssh.Signer, error) {
 	return signer, nil
 }
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "wesgate:", err)
-		os.Exit(1)
-	}
+	code := exitCode(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr), os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 const usage = `wesgate serves the GA4GH WES 1.1.0 API and web pages for workflow runs.
 
 Usage:
   wesgate [serve] [flags]
+  wesgate version
+  wesgate check-config [--config F] [--reach]
+  wesgate backup [--config F] [--data D] DEST
 
 With no flags it listens on 127.0.0.1:8080, keeps its data in ./wesgate-data
 and runs workflows on this machine with the engines found on PATH.
@@ -242,8 +238,17 @@ Flags (each also read from the environment variable shown):
 // run is the whole program: it reads the configuration, builds every part,
 // serves until ctx ends, and shuts down in order.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "serve" {
-		args = args[1:]
+	if len(args) > 0 {
+		switch args[0] {
+		case "serve":
+			args = args[1:]
+		case "version":
+			return runVersion(args[1:], stdout, stderr)
+		case "check-config":
+			return runCheckConfig(ctx, args[1:], getenv, stdout, stderr)
+		case "backup":
+			return runBackup(ctx, args[1:], getenv, stdout, stderr)
+		}
 	}
 	fs := flag.NewFlagSet("wesgate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -255,14 +260,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (try --help)", fs.Arg(0))
-	}
 	if *showVersion {
-		fmt.Fprintln(stdout, "wesgate", version)
+		printVersion(stdout)
 		return nil
 	}
 	cfg := defaultConfig()
@@ -363,7 +365,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Info: wes.Info{ID: cfg.Service.ID, Name: cfg.Service.Name, Description: cfg.Service.Description,
 			OrganizationName: cfg.Service.OrganizationName, OrganizationURL: cfg.Service.OrganizationURL,
 			ContactURL: cfg.Service.ContactURL, DocumentationURL: cfg.Service.DocumentationURL,
-			Environment: cfg.Service.Environment, Version: version, CreatedAt: time.Now()},
+			Environment: cfg.Service.Environment, Version: buildVersion(), CreatedAt: time.Now()},
 		FileURLPrefixes: cfg.WorkflowURL.FilePrefixes,
 		Fetcher:         fetcher,
 		PollInterval:    cfg.Runs.PollInterval.Duration,

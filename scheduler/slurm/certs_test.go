@@ -219,7 +219,7 @@ func requireCertLab(t testing.TB) certLab {
 		if os.Getenv("WESGATE_REQUIRE_LAB") == "1" {
 			t.Fatal("the Slurm lab is required (WESGATE_REQUIRE_LAB=1) but WESGATE_LAB_* is not set: run lab/up.sh and source lab/env.sh")
 		}
-		t.Skip("Slurm lab not up: run `go tool task lab:up` and `. lab/env.sh` to run this test")
+		t.Skip("Slurm lab not up: run `bash lab/up.sh` and `. lab/env.sh` to run this test")
 	}
 	return l
 }

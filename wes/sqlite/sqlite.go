@@ -77,6 +77,9 @@ func (db *DB) migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	sort.Strings(names)
+	if err := db.checkKnown(ctx, names); err != nil {
+		return err
+	}
 	for _, name := range names {
 		if err := db.apply(ctx, name); err != nil {
 			return fmt.Errorf("migrate %s: %w", name, err)

@@ -477,3 +477,21 @@ func TestWriteConnectionIsDurable(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCreateRun measures one stored run: one write transaction, synced
+// (synchronous=FULL) before it returns. Put the temporary directory on the
+// disk that will hold the data directory (TMPDIR), not a tmpfs.
+func BenchmarkCreateRun(b *testing.B) {
+	db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "wesgate.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	n := 0
+	for b.Loop() {
+		n++
+		if err := db.CreateRun(context.Background(), newRun(n, "alice", wes.Queued, nil)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

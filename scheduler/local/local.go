@@ -133,6 +133,13 @@ func (e *Executor) Submit(ctx context.Context, j scheduler.Job, _ string) (strin
 	if active {
 		return j.Name, nil
 	}
+	// The run directory is wesgate's to make: the service stores a run
+	// before it moves the run's directory into place, and a job started in
+	// between would make a directory of its own there and make that move
+	// fail. Not ready is an error the monitor retries.
+	if _, err := os.Stat(filepath.Join(j.Dir, scheduler.WorkDir)); err != nil {
+		return "", fmt.Errorf("local submit: run directory not ready: %w", err)
+	}
 	e.killOrphan(j.Name, j.Dir)
 	if err := os.MkdirAll(filepath.Join(j.Dir, scheduler.OutputsDir), 0o750); err != nil {
 		return "", fmt.Errorf("local submit: %w", err)

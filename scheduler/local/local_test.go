@@ -469,3 +469,22 @@ func TestOrphans(t *testing.T) {
 		})
 	}
 }
+
+// TestSubmitWaitsForRunDirectory: a job whose run directory is not in place
+// yet (the service stores a run, then moves its directory in) is refused
+// for now, and no directory is made there, so the move succeeds.
+func TestSubmitWaitsForRunDirectory(t *testing.T) {
+	f := newFixture(t, 1, time.Second)
+	name := fmt.Sprintf("lt%d-early", os.Getpid())
+	dir := f.e.RunDir("", name)
+	script, err := scheduler.Script(scheduler.ScriptSpec{Name: name, Dir: dir, Command: []string{"true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.e.Submit(context.Background(), scheduler.Job{Name: name, Dir: dir, Script: script}, ""); err == nil {
+		t.Error("Submit of a job without its run directory succeeded")
+	}
+	if exists(dir) {
+		t.Fatal("Submit made the run directory")
+	}
+}

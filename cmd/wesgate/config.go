@@ -84,6 +84,9 @@ type config struct {
 		Kind        string   `toml:"kind"`
 		MaxJobs     int      `toml:"max_jobs"`
 		CancelGrace duration `toml:"cancel_grace"`
+		// With [auth] mode = "oidc": everyone who can log in is trusted
+		// with the wesgate account (local jobs run as it).
+		LocalSingleUser bool `toml:"local_single_user"`
 	} `toml:"executor"`
 
 	Metrics struct {

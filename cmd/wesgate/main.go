@@ -288,6 +288,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// account, so only this machine may connect.
 		return fmt.Errorf("refusing to listen on %s: without authentication configured ([auth] mode = \"oidc\") wesgate serves only loopback addresses (127.0.0.1, ::1, localhost)", cfg.Addr)
 	}
+	if err := checkIsolation(cfg, log); err != nil {
+		return err
+	}
 
 	dataDir, err := filepath.Abs(cfg.Data)
 	if err != nil {
@@ -302,6 +305,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := checkWritable(dataDir); err != nil {
 		return err
 	}
+	unlock, err := lockDataDir(dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	db, err := sqlite.Open(ctx, filepath.Join(dataDir, "wesgate.db"))
 	if err != nil {

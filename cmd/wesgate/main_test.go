@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/oauth2-proxy/mockoidc"
 )
 
 // lineWriter hands the first line that contains a marker to a channel.
@@ -117,7 +119,7 @@ func TestRunConfigErrors(t *testing.T) {
 		"unknown key": "adr = \"127.0.0.1:0\"\n",
 		"bad kind":    "[executor]\nkind = \"pbs\"\n",
 		"bad metrics": "[metrics]\naccess = \"everyone\"\n",
-		"oidc no url": "[auth]\nmode = \"oidc\"\nissuer = \"https://idp.example\"\nclient_id = \"x\"\n",
+		"oidc no url": "[executor]\nlocal_single_user = true\n[auth]\nmode = \"oidc\"\nissuer = \"https://idp.example\"\nclient_id = \"x\"\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".toml")
@@ -257,4 +259,110 @@ func TestSlowClientIsCutOff(t *testing.T) {
 	if took := time.Since(start); took > 6*time.Second {
 		t.Fatalf("cut off after %s, want about 1s", took)
 	}
+}
+
+// runRefused runs the whole program and returns its error if it stops at
+// start. If it starts instead, that is an error of the test; it is stopped
+// after hold.
+func runRefused(t *testing.T, hold time.Duration, args ...string) error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &lineWriter{marker: "listening on", found: make(chan string, 1)}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, func(string) string { return "" }, out, io.Discard) }()
+	select {
+	case err := <-done:
+		return err
+	case <-out.found:
+		t.Error("wesgate started; want a refusal")
+		time.Sleep(hold)
+		cancel()
+		<-done
+		return nil
+	case <-time.After(30 * time.Second):
+		t.Fatal("wesgate neither started nor stopped within 30s")
+		return nil
+	}
+}
+
+// TestRunRefusesOIDCWithLocalExecutor: with logins, local jobs would run as
+// wesgate's own account (able to read the sessions table and act for any
+// user), so the combination is refused unless local_single_user says that
+// everyone who can log in is trusted with that account.
+func TestRunRefusesOIDCWithLocalExecutor(t *testing.T) {
+	m, err := mockoidc.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Shutdown() })
+	oidc := fmt.Sprintf("public_url = \"http://127.0.0.1:8080\"\n[auth]\nmode = \"oidc\"\nissuer = %q\nclient_id = %q\nclient_secret = %q\n",
+		m.Issuer(), m.ClientID, m.ClientSecret)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "refused.toml")
+	os.WriteFile(cfg, []byte(oidc), 0o600)
+	err = runRefused(t, 0, "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "refused"), "--config", cfg)
+	if err == nil || !strings.Contains(err.Error(), `kind = "local"`) || !strings.Contains(err.Error(), "local_single_user") {
+		t.Fatalf("err = %v, want a refusal naming executor kind local and local_single_user", err)
+	}
+
+	// Said explicitly, it starts.
+	cfg = filepath.Join(dir, "single.toml")
+	os.WriteFile(cfg, []byte(oidc+"[executor]\nlocal_single_user = true\n"), 0o600)
+	base, _ := startWesgate(t, "--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "single"), "--config", cfg)
+	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v", err)
+	}
+}
+
+// TestRunWarnsServiceAccountMode: with logins and Slurm jobs run as one
+// service account, the start says that users' jobs can reach each other's
+// run directories, and recommends per_user.
+func TestRunWarnsServiceAccountMode(t *testing.T) {
+	for _, perUser := range []bool{false, true} {
+		t.Run(fmt.Sprintf("per_user=%v", perUser), func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "wesgate.toml")
+			// The [slurm] section is incomplete: run stops at the scheduler,
+			// after the warning, without a cluster.
+			os.WriteFile(cfg, fmt.Appendf(nil, "public_url = \"http://127.0.0.1:8080\"\n[executor]\nkind = \"slurm\"\n"+
+				"[slurm]\nper_user = %v\nuser = \"wesgate\"\n[auth]\nmode = \"oidc\"\nissuer = \"http://127.0.0.1:1\"\nclient_id = \"x\"\n", perUser), 0o600)
+			var stderr strings.Builder
+			err := run(context.Background(), []string{"--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--config", cfg},
+				func(string) string { return "" }, io.Discard, &stderr)
+			if err == nil {
+				t.Fatal("started without a complete [slurm] section")
+			}
+			warned := strings.Contains(stderr.String(), "level=WARN") && strings.Contains(stderr.String(), "per_user = true")
+			if warned == perUser {
+				t.Errorf("per_user = %v: warned %v, want %v; log:\n%s", perUser, warned, !perUser, stderr.String())
+			}
+		})
+	}
+}
+
+// TestSecondInstanceOnDataDirRefused: a second wesgate on the same data
+// directory stops at once, naming the directory and the first one's pid;
+// the first one's running run goes on.
+func TestSecondInstanceOnDataDirRefused(t *testing.T) {
+	dir := t.TempDir()
+	engine := filepath.Join(dir, "engine.sh")
+	os.WriteFile(engine, []byte("#!/bin/sh\n[ \"$1\" = --version ] && { echo stand-in 1.0; exit 0; }\nexec sleep 300\n"), 0o755)
+	cfg := filepath.Join(dir, "wesgate.toml")
+	os.WriteFile(cfg, fmt.Appendf(nil, "[runs]\npoll_interval = \"200ms\"\n[[engines]]\nname = \"cwltool\"\ncommand = [%q, \"{workflow}\"]\nversion_command = [%q, \"--version\"]\n", engine, engine), 0o600)
+	data := filepath.Join(dir, "data")
+	args := []string{"--addr", "127.0.0.1:0", "--data", data, "--config", cfg}
+
+	base, _ := startWesgate(t, args...)
+	id := postRun(t, base)
+	waitState(t, base, id, "RUNNING")
+
+	// A second wesgate that starts by mistake runs long enough to settle
+	// the first one's runs.
+	err := runRefused(t, 2*time.Second, args...)
+	if err == nil || !strings.Contains(err.Error(), data) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Errorf("second instance: err = %v, want a refusal naming %s and pid %d", err, data, os.Getpid())
+	}
+	time.Sleep(time.Second) // several of the first one's poll ticks
+	waitState(t, base, id, "RUNNING")
 }

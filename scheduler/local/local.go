@@ -6,6 +6,7 @@ package local
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,9 +24,23 @@ import (
 	"github.com/wesgate/wesgate/scheduler"
 )
 
-// envJob marks a job's processes, so that jobs left behind by a wesgate that
-// died can be recognised and stopped.
+// envJob marks a job's processes with the job's name.
 const envJob = "WESGATE_JOB_NAME"
+
+// jobEnv is the whole environment a job starts with: a few variables that
+// programs expect, and the marker. wesgate's own environment is not passed
+// on, since it may hold secrets (WESGATE_OIDC_CLIENT_SECRET, tokens) that a
+// workflow must not read; an engine that needs more sets it in its setup
+// lines.
+func jobEnv(getenv func(string) string, name string) []string {
+	env := []string{"PATH=" + cmp.Or(getenv("PATH"), "/usr/local/bin:/usr/bin:/bin")}
+	for _, k := range []string{"HOME", "LANG", "TMPDIR"} {
+		if v := getenv(k); v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return append(env, envJob+"="+name)
+}
 
 // Executor runs jobs as process groups, at most MaxJobs at a time; the rest
 // wait in submission order.
@@ -116,9 +132,14 @@ func (e *Executor) Submit(ctx context.Context, j scheduler.Job, _ string) (strin
 	if active {
 		return j.Name, nil
 	}
-	if err := killOrphans(map[string]bool{j.Name: true}); err != nil {
-		e.log.Warn("local: orphan check", "job", j.Name, "err", err)
+	// The run directory is wesgate's to make: the service stores a run
+	// before it moves the run's directory into place, and a job started in
+	// between would make a directory of its own there and make that move
+	// fail. Not ready is an error the monitor retries.
+	if _, err := os.Stat(filepath.Join(j.Dir, scheduler.WorkDir)); err != nil {
+		return "", fmt.Errorf("local submit: run directory not ready: %w", err)
 	}
+	e.killOrphan(j.Name, j.Dir)
 	if err := os.MkdirAll(filepath.Join(j.Dir, scheduler.OutputsDir), 0o750); err != nil {
 		return "", fmt.Errorf("local submit: %w", err)
 	}
@@ -186,15 +207,20 @@ func (e *Executor) start(jb *job) error {
 	cmd.Dir = filepath.Join(jb.dir, scheduler.WorkDir)
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.Env = append(os.Environ(), envJob+"="+jb.id)
+	cmd.Env = jobEnv(os.Getenv, jb.id)
 	// Its own process group, so a cancel reaches the engine and its tools.
 	// (No Pdeathsig: it fires when the forking OS thread ends, not the
-	// process; jobs left by a dead wesgate are found by envJob instead.)
+	// process; jobs left by a dead wesgate are found by their pid record.)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
 	jb.pgid = cmd.Process.Pid
+	if err := writePidRecord(jb.dir, jb.pgid); err != nil {
+		// Without the record a wesgate that dies cannot stop this job at
+		// its next start; the job itself is fine.
+		e.log.Warn("local: record job pid", "job", jb.id, "err", err)
+	}
 	jb.state, jb.start = scheduler.StateRunning, time.Now()
 	e.running++
 	e.wg.Go(func() { e.wait(jb, cmd) })
@@ -255,10 +281,8 @@ func (e *Executor) Status(_ context.Context, _ string, ids []string) (map[string
 		out[id] = st
 	}
 	e.mu.Unlock()
-	if len(unknown) > 0 {
-		if err := killOrphans(unknown); err != nil {
-			e.log.Warn("local: orphan check", "err", err)
-		}
+	for id := range unknown {
+		e.killOrphan(id, e.RunDir("", id))
 	}
 	return out, nil
 }
@@ -325,34 +349,93 @@ func (e *Executor) Close() {
 	e.wg.Wait()
 }
 
-// killOrphans stops process groups whose environment names one of the jobs,
-// left running by a wesgate process that died.
-func killOrphans(names map[string]bool) error {
-	entries, err := os.ReadDir("/proc")
+// pidFile holds "PID STARTTIME" of a job's process group leader (the batch
+// script): the pid, and its start time in clock ticks after boot (field 22
+// of /proc/PID/stat), which tells that process apart from a later one that
+// was given the same pid.
+const pidFile = scheduler.RecordDir + "/pid"
+
+// writePidRecord records the job's process group leader in its run
+// directory, for a later wesgate to find if this one dies.
+func writePidRecord(dir string, pid int) error {
+	start, err := procStartTime(pid)
 	if err != nil {
-		return nil // not Linux: nothing to look at
+		return err
 	}
-	self := os.Getpid()
-	for _, ent := range entries {
-		pid, err := strconv.Atoi(ent.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + ent.Name() + "/environ")
-		if err != nil {
-			continue
-		}
-		for _, kv := range bytes.Split(env, []byte{0}) {
-			name, ok := strings.CutPrefix(string(kv), envJob+"=")
-			if !ok || !names[name] {
-				continue
-			}
-			if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 {
-				syscall.Kill(-pgid, syscall.SIGKILL)
-			}
-		}
+	if err := os.MkdirAll(filepath.Join(dir, scheduler.RecordDir), 0o750); err != nil {
+		return err
 	}
-	return nil
+	tmp := filepath.Join(dir, pidFile+".tmp")
+	if err := os.WriteFile(tmp, fmt.Appendf(nil, "%d %d\n", pid, start), 0o640); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, pidFile))
+}
+
+// killOrphan stops the process group that a wesgate before this one (which
+// died without stopping it) started for the job. It signals only a group
+// whose leader still has the recorded pid and start time, leads its own
+// group and carries the job's marker: never a process that merely reuses
+// the pid, nor anything without a record, such as the jobs of another
+// wesgate that was wrongly pointed at the same data directory.
+func (e *Executor) killOrphan(name, dir string) {
+	b, err := os.ReadFile(filepath.Join(dir, pidFile))
+	if err != nil {
+		return // never started, or started by a wesgate that kept no record
+	}
+	var pid int
+	var start uint64
+	if _, err := fmt.Sscanf(string(b), "%d %d", &pid, &start); err != nil || pid <= 1 || pid == os.Getpid() {
+		e.log.Warn("local: unusable pid record", "job", name)
+		return
+	}
+	if now, err := procStartTime(pid); err != nil || now != start {
+		return // gone, or the pid now belongs to another process
+	}
+	if pgid, err := syscall.Getpgid(pid); err != nil || pgid != pid || pgid == syscall.Getpgrp() {
+		return
+	}
+	if !hasMarker(pid, name) {
+		return
+	}
+	e.mu.Lock()
+	jb, ok := e.jobs[name]
+	mine := ok && jb.pgid == pid
+	e.mu.Unlock()
+	if mine {
+		return // started by this wesgate a moment ago
+	}
+	e.log.Info("local: stopping a job left by an earlier wesgate", "job", name, "pgid", pid)
+	syscall.Kill(-pid, syscall.SIGKILL)
+}
+
+// procStartTime reads a process's start time (clock ticks after boot),
+// field 22 of /proc/PID/stat.
+func procStartTime(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// Field 2, the command name, is in parentheses and may hold spaces or
+	// parentheses itself: count fields after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("proc stat: no command name")
+	}
+	fields := strings.Fields(string(b[i+1:])) // from field 3 on
+	if len(fields) < 20 {
+		return 0, errors.New("proc stat: too few fields")
+	}
+	return strconv.ParseUint(fields[22-3], 10, 64)
+}
+
+// hasMarker reports whether the process was started as the named job.
+func hasMarker(pid int, name string) bool {
+	env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(bytes.Split(env, []byte{0}), func(kv []byte) bool { return string(kv) == envJob+"="+name })
 }
 
 // Queue pictures the local executor's jobs as one partition, "local".

@@ -1,6 +1,7 @@
 package local_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -366,5 +367,124 @@ func TestCloseStopsJobs(t *testing.T) {
 	job := scheduler.Job{Name: late, Dir: filepath.Join(f.runs, late), Script: []byte("exit 0\n")}
 	if _, err := f.e.Submit(context.Background(), job, ""); err == nil {
 		t.Error("Submit after Close succeeded")
+	}
+}
+
+// TestJobEnvironmentIsMinimal: a job does not inherit wesgate's environment,
+// where secrets such as the OIDC client secret live; it gets PATH and the
+// job marker.
+func TestJobEnvironmentIsMinimal(t *testing.T) {
+	t.Setenv("WESGATE_OIDC_CLIENT_SECRET", "s3cret-value")
+	t.Setenv("WESGATE_TEST_OTHER", "other-value")
+	f := newFixture(t, 1, time.Second)
+	id, dir := f.submit(t, "env", `env > ../env.txt`)
+	if st := f.waitEnd(t, id); st.State != scheduler.StateCompleted {
+		t.Fatalf("%s exit %d", st.State, st.ExitCode)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "env.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := string(b)
+	for _, leak := range []string{"s3cret-value", "WESGATE_OIDC_CLIENT_SECRET", "WESGATE_TEST_OTHER"} {
+		if strings.Contains(env, leak) {
+			t.Errorf("the job's environment holds %s:\n%s", leak, env)
+		}
+	}
+	for _, want := range []string{"\nPATH=" + os.Getenv("PATH") + "\n", "\nWESGATE_JOB_NAME=" + id + "\n"} {
+		if !strings.Contains("\n"+env, want) {
+			t.Errorf("the job's environment lacks %q:\n%s", strings.TrimSpace(want), env)
+		}
+	}
+}
+
+// leaderRecord is the pid record of the process group leader pgid: its pid
+// and its start time, field 22 of /proc/PID/stat.
+func leaderRecord(t *testing.T, pgid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pgid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return fmt.Sprintf("%d %s\n", pgid, fields[22-3])
+}
+
+// TestOrphans: a second executor on the same runs directory (a wesgate
+// started after one that died) stops a job only when the job's pid record
+// still names its process group leader: same pid, same start time, the
+// job's marker. A record whose start time does not match (the pid was given
+// to another process) or that points at another job's leader stops nothing.
+func TestOrphans(t *testing.T) {
+	tests := []struct {
+		name      string
+		record    func(own, other string) string // the job's pid record, from both leaders' records
+		ownKilled bool
+	}{
+		{"record matches", func(own, _ string) string { return own }, true},
+		{"start time differs", func(own, _ string) string {
+			var pid, start int
+			fmt.Sscanf(own, "%d %d", &pid, &start)
+			return fmt.Sprintf("%d %d\n", pid, start+1)
+		}, false},
+		{"another job's leader", func(_, other string) string { return other }, false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, 2, time.Second)
+			ownID, ownDir := f.submit(t, fmt.Sprintf("orphan%d", i), blocker)
+			otherID, otherDir := f.submit(t, fmt.Sprintf("bystander%d", i), blocker)
+			own := leaderRecord(t, engineGroup(t, ownDir))
+			other := leaderRecord(t, engineGroup(t, otherDir))
+			record := filepath.Join(ownDir, scheduler.RecordDir, "pid")
+			if b, _ := os.ReadFile(record); string(b) != own {
+				t.Errorf("the executor recorded %q, want %q", b, own)
+			}
+			os.MkdirAll(filepath.Dir(record), 0o750)
+			if err := os.WriteFile(record, []byte(tt.record(own, other)), 0o640); err != nil {
+				t.Fatal(err)
+			}
+
+			later := local.New(local.Config{RunsDir: f.runs, MaxJobs: 1}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			defer later.Close()
+			if m, err := later.Status(context.Background(), "", []string{ownID}); err != nil || len(m) != 0 {
+				t.Fatalf("Status from a later executor = %v, %v; want the job absent", m, err)
+			}
+
+			if tt.ownKilled {
+				if st := f.waitEnd(t, ownID); st.State == scheduler.StateCompleted {
+					t.Errorf("the orphan was not stopped: %s", st.State)
+				}
+			} else {
+				time.Sleep(300 * time.Millisecond) // a killed job would have ended by now
+				if st := f.status(t, ownID); st.State != scheduler.StateRunning {
+					t.Errorf("the job whose record does not match is %s, want RUNNING", st.State)
+				}
+			}
+			if st := f.status(t, otherID); st.State != scheduler.StateRunning {
+				t.Errorf("the bystander job is %s, want RUNNING", st.State)
+			}
+			release(t, ownDir)
+			release(t, otherDir)
+		})
+	}
+}
+
+// TestSubmitWaitsForRunDirectory: a job whose run directory is not in place
+// yet (the service stores a run, then moves its directory in) is refused
+// for now, and no directory is made there, so the move succeeds.
+func TestSubmitWaitsForRunDirectory(t *testing.T) {
+	f := newFixture(t, 1, time.Second)
+	name := fmt.Sprintf("lt%d-early", os.Getpid())
+	dir := f.e.RunDir("", name)
+	script, err := scheduler.Script(scheduler.ScriptSpec{Name: name, Dir: dir, Command: []string{"true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.e.Submit(context.Background(), scheduler.Job{Name: name, Dir: dir, Script: script}, ""); err == nil {
+		t.Error("Submit of a job without its run directory succeeded")
+	}
+	if exists(dir) {
+		t.Fatal("Submit made the run directory")
 	}
 }

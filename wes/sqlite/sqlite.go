@@ -23,6 +23,11 @@ var migrations embed.FS
 
 // DB is the database. Writes go through one connection, so they queue in Go
 // instead of failing with SQLITE_BUSY; reads use a pool of their own.
+//
+// The write connection runs with synchronous=FULL: in WAL mode, NORMAL
+// skips the fsync of the log at each commit, so a run already answered
+// with its run_id could vanish on power loss. FULL syncs the log before a
+// commit returns; the reads never write, so they keep NORMAL.
 type DB struct {
 	write *sql.DB
 	read  *sql.DB
@@ -33,14 +38,14 @@ type DB struct {
 func Open(ctx context.Context, path string) (*DB, error) {
 	dsn := func(extra string) string {
 		return "file:" + (&url.URL{Path: path}).EscapedPath() +
-			"?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)" + extra
+			"?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)" + extra
 	}
-	w, err := sql.Open("sqlite", dsn("&_pragma=journal_mode(WAL)&_txlock=immediate"))
+	w, err := sql.Open("sqlite", dsn("&_pragma=synchronous(FULL)&_pragma=journal_mode(WAL)&_txlock=immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	w.SetMaxOpenConns(1)
-	r, err := sql.Open("sqlite", dsn("&_pragma=query_only(1)"))
+	r, err := sql.Open("sqlite", dsn("&_pragma=synchronous(NORMAL)&_pragma=query_only(1)"))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open database: %w", err)

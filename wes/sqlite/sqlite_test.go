@@ -461,3 +461,37 @@ func TestReopen(t *testing.T) {
 		t.Errorf("seq %d after %d", r2.Seq, r.Seq)
 	}
 }
+
+// TestWriteConnectionIsDurable: a commit on the write connection is synced
+// before it returns (synchronous=FULL, 2), so a run answered with its run_id
+// survives a power loss; the log stays WAL.
+func TestWriteConnectionIsDurable(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "wesgate.db"))
+	for pragma, want := range map[string]string{"synchronous": "2", "journal_mode": "wal"} {
+		got, err := sqlite.WritePragma(context.Background(), db, pragma)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("PRAGMA %s on the write connection = %s, want %s", pragma, got, want)
+		}
+	}
+}
+
+// BenchmarkCreateRun measures one stored run: one write transaction, synced
+// (synchronous=FULL) before it returns. Put the temporary directory on the
+// disk that will hold the data directory (TMPDIR), not a tmpfs.
+func BenchmarkCreateRun(b *testing.B) {
+	db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "wesgate.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	n := 0
+	for b.Loop() {
+		n++
+		if err := db.CreateRun(context.Background(), newRun(n, "alice", wes.Queued, nil)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

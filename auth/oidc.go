@@ -347,7 +347,7 @@ func random() string {
 // itself: a problem page's "log in" link after a failed callback would
 // otherwise lead back to that spent callback.
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+	if !localPath(next) {
 		return "/"
 	}
 	switch path, _, _ := strings.Cut(next, "?"); path {
@@ -355,6 +355,34 @@ func safeNext(next string) string {
 		return "/"
 	}
 	return next
+}
+
+// localPath reports whether s is a path on this site that every browser
+// reads as one. Browsers drop TAB, CR and LF anywhere in a URL and read a
+// backslash as a slash, so "/\t/evil.example" and "/\\evil.example" lead
+// to another host; control bytes, backslashes and non-ASCII bytes are
+// therefore refused outright, in the value and in its decoded path, and what
+// is left must parse with no scheme and no host and start with a single "/".
+func localPath(s string) bool {
+	if len(s) > 4096 || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || !plainASCII(s) {
+		return false
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.Opaque != "" || u.User != nil {
+		return false
+	}
+	return strings.HasPrefix(u.Path, "/") && !strings.HasPrefix(u.Path, "//") && plainASCII(u.Path)
+}
+
+// plainASCII reports whether s holds only printable ASCII other than the
+// backslash.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // HandleLogin sends the browser to the provider.

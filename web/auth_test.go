@@ -858,8 +858,11 @@ func TestAuthCallbackRefusals(t *testing.T) {
 
 	// A post-login target off this site, or back into the login itself (a
 	// problem page's "log in" link), is replaced by the home page.
+	// Browsers drop TAB, CR and LF and read "\\" as "/": "/\t/evil.example"
+	// would be "//evil.example", another host.
 	for _, next := range []string{"//evil.example/x", "https://evil.example/", "/\\evil.example",
-		"/auth/callback?state=old&code=old", "/auth/login"} {
+		"/auth/callback?state=old&code=old", "/auth/login", "/\t/evil.example/x", "/\r\n/evil.example/x",
+		"/\n/evil.example", "\t//evil.example", "/%5C/evil.example", "/%2F/evil.example", "/\x00/x", "/\x7f/x"} {
 		l := auBrowserLogin(t, env, next)
 		if l.Next.Host != strings.TrimPrefix(env.URL, "http://") || l.Next.Path != "/" || l.Next.RawQuery != "" {
 			t.Errorf("next=%q: login went on to %s", next, l.Next)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -152,11 +153,28 @@ func (s *Server) handleMetrics() http.Handler {
 			}
 		default:
 			host, _, _ := net.SplitHostPort(r.RemoteAddr)
-			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() || r.Header.Get("X-Forwarded-For") != "" {
+			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() || forwarded(r.Header) {
 				s.apiError(w, r, &statusError{http.StatusForbidden, "metrics are served to loopback addresses only"})
 				return
 			}
 		}
 		s.cfg.Metrics.ServeHTTP(w, r)
 	})
+}
+
+// forwarded reports whether a request carries any header a proxy adds to
+// say whom it forwards for. A request from loopback that came through a
+// proxy on this host is not from this host: the loopback rule refuses it
+// whatever the header says, rather than trusting a list of proxies.
+func forwarded(h http.Header) bool {
+	for name := range h {
+		name = http.CanonicalHeaderKey(name)
+		switch {
+		case name == "Forwarded", name == "Via", name == "X-Real-Ip", name == "Client-Ip",
+			strings.HasPrefix(name, "X-Forwarded-"), strings.HasPrefix(name, "X-Original-"),
+			strings.HasSuffix(name, "-Client-Ip"), strings.HasSuffix(name, "-Connecting-Ip"):
+			return true
+		}
+	}
+	return false
 }

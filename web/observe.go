@@ -108,7 +108,9 @@ func (s *Server) handleHealthz() http.Handler {
 }
 
 // handleReadyz says whether wesgate can do its work: the database answers
-// and every cluster account in use was polled successfully recently.
+// and every cluster account in use was polled successfully recently. The
+// problems name cluster accounts, so only admins see them; anyone else is
+// told just "not ready".
 func (s *Server) handleReadyz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
@@ -117,6 +119,9 @@ func (s *Server) handleReadyz() http.Handler {
 		status := http.StatusOK
 		if len(problems) > 0 {
 			status = http.StatusServiceUnavailable
+			if u, err := s.auth.Authenticate(r); err != nil || !u.Admin {
+				problems = []string{"not ready"}
+			}
 		}
 		body, _ := json.Marshal(struct {
 			Ready    bool     `json:"ready"`

@@ -107,6 +107,9 @@ func newScheduler(cfg config, dataDir string, wake func(), reg prometheus.Regist
 			if sc.UserCAKey == "" {
 				return nil, 0, nil, errors.New("config: [slurm] per_user needs user_ca_key")
 			}
+			if err := checkPrivateKey("slurm user_ca_key", sc.UserCAKey); err != nil {
+				return nil, 0, nil, err
+			}
 			ca, err := slurm.NewCertAuthority(sc.UserCAKey, sc.CertTTL.Duration)
 			if err != nil {
 				return nil, 0, nil, err
@@ -183,6 +186,9 @@ func versionRunner(sched wes.Scheduler) wes.VersionRunner {
 
 // loadKey reads an unencrypted SSH private key.
 func loadKey(path string) (ssh.Signer, error) {
+	if err := checkPrivateKey("slurm key_file", path); err != nil {
+		return nil, err
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("slurm key_file: %w", err)
@@ -255,6 +261,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	log, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
+		return err
+	}
+	if err := loadClientSecret(&cfg, firstOf(*cfgPath, getenv("WESGATE_CONFIG")), getenv, log); err != nil {
 		return err
 	}
 

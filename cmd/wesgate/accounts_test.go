@@ -7,12 +7,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
+
+	"github.com/wesgate/wesgate/auth"
 )
 
 // TestRunClusterAccounts runs the whole program against the Slurm lab in
@@ -109,5 +112,20 @@ remote_base = "%s/{user}"
 	if _, err := startWith(t, nil, io.Discard, "--addr", "127.0.0.1:0", "--data", t.TempDir(), "--config", bad); err == nil ||
 		!strings.Contains(err.Error(), "source address") {
 		t.Errorf("cert_source_address = \"wesgate.example.org\": %v", err)
+	}
+}
+
+// TestExampleDenyList: the example configuration loads, and the deny list
+// it shows is the default one.
+func TestExampleDenyList(t *testing.T) {
+	cfg := defaultConfig()
+	if err := loadConfig(filepath.Join("..", "..", "wesgate.example.toml"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Auth.DenyUsernames, auth.DefaultDeny()) {
+		t.Errorf("wesgate.example.toml deny_usernames = %q,\nthe default is %q", cfg.Auth.DenyUsernames, auth.DefaultDeny())
+	}
+	if cfg.Slurm.MinUID != 1000 || defaultConfig().Slurm.MinUID != 1000 {
+		t.Errorf("min_uid: example %d, default %d; want 1000", cfg.Slurm.MinUID, defaultConfig().Slurm.MinUID)
 	}
 }

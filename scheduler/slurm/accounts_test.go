@@ -47,9 +47,10 @@ func TestParsePasswd(t *testing.T) {
 func TestCertAuthorityRefusals(t *testing.T) {
 	t.Parallel()
 	ca := NewCertAuthorityFromSigner(certTestCA(t), time.Minute)
+	var authErr *AuthError
 	for _, name := range []string{"", "Root", "../root", "a b", "alice\n", "1000"} {
-		if c, err := ca.Credentials(name); err == nil {
-			t.Errorf("credentials for %q: %+v", name, c)
+		if c, err := ca.Credentials(name); !errors.As(err, &authErr) {
+			t.Errorf("credentials for %q: %+v, %v; want an *AuthError", name, c, err)
 		}
 	}
 	keyFile := writeTestCAKey(t)
@@ -63,7 +64,7 @@ func TestCertAuthorityRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"root", "svc"} {
-		if _, err := refusing.Credentials(name); err == nil || !strings.Contains(err.Error(), "system account") {
+		if _, err := refusing.Credentials(name); !errors.As(err, &authErr) || !strings.Contains(err.Error(), "system account") {
 			t.Errorf("credentials for %s: %v", name, err)
 		}
 	}

@@ -3,6 +3,7 @@ package slurm
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -96,14 +97,16 @@ func NewCertAuthorityFromSigner(ca ssh.Signer, ttl time.Duration) *CertAuthority
 
 // Credentials returns a certificate signer for account, minting a new key
 // and certificate when the last one is past half its life. It mints none
-// for a name that is not a valid account name or that the CA refuses.
+// for a name that is not a valid account name or that the CA refuses, and
+// says so with an *AuthError: waiting will not help, so a run of such an
+// account fails rather than waits.
 func (c *CertAuthority) Credentials(account string) (Credentials, error) {
 	if !scheduler.ValidAccountName(account) {
-		return Credentials{}, fmt.Errorf("no certificate for %q: not a valid account name", account)
+		return Credentials{}, &AuthError{Account: account, Err: errors.New("wesgate mints no certificate for it: not a valid account name")}
 	}
 	if c.refuse != nil {
 		if err := c.refuse(account); err != nil {
-			return Credentials{}, fmt.Errorf("no certificate for %s: %w", account, err)
+			return Credentials{}, &AuthError{Account: account, Err: fmt.Errorf("wesgate mints no certificate for it: %w", err)}
 		}
 	}
 	now := c.now()

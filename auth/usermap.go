@@ -51,21 +51,6 @@ func (m UserMap) Account(claim string) (account string, ok bool) {
 	return claim, true
 }
 
-// Username maps a claim value to a cluster username; "" when the person
-// has no cluster account or the name is not a valid account name.
-func (m UserMap) Username(claim string) string {
-	if u, ok := m[claim]; ok {
-		if u == "-" {
-			return ""
-		}
-		return u
-	}
-	if ValidUsername(claim) {
-		return claim
-	}
-	return ""
-}
-
 // ValidUsername reports whether s is a conservative POSIX account name,
 // ^[a-z_][a-z0-9_.-]{0,31}$ (see scheduler.ValidAccountName): it becomes an
 // SSH principal and part of paths on the cluster.

@@ -42,6 +42,10 @@ type OIDCConfig struct {
 	PublicURL string
 	// Users overrides the username claim (nil: none).
 	Users UserMap
+	// Accounts decides which cluster accounts people may act as (nil: valid
+	// names not in DefaultDeny). A token that names a refused account is
+	// refused: nobody logs in or calls the API as root.
+	Accounts *AccountPolicy
 	// KeysMaxAge is how long the provider's signing keys are trusted before
 	// they are fetched again (default an hour), so that a key the provider
 	// withdrew stops working.
@@ -253,7 +257,10 @@ func (o *OIDC) verifyBearer(ctx context.Context, raw string) (wes.User, error) {
 			o.log.Warn("oidc: groups not in the token and userinfo failed; not an admin", "err", err)
 		}
 	}
-	u := o.user(tok.Issuer, tok.Subject, c)
+	u, err := o.user(ctx, tok.Issuer, tok.Subject, c)
+	if err != nil {
+		return wes.User{}, err
+	}
 	expires := tok.Expiry
 	if expires.IsZero() || time.Until(expires) > 10*time.Minute {
 		expires = time.Now().Add(10 * time.Minute)
@@ -297,19 +304,32 @@ func (o *OIDC) addUserinfo(ctx context.Context, ts oauth2.TokenSource, subject s
 	return nil
 }
 
-// user builds the identity from verified claims.
-func (o *OIDC) user(issuer, subject string, c claims) wes.User {
+// user builds the identity from verified claims. A person whose claims
+// name no cluster account (no username claim, or "-" in the user map) gets
+// none; one whose claims name an account the policy refuses is refused
+// (*RefusedError), and so is one whose account cannot be checked now
+// (wes.ErrUnavailable).
+func (o *OIDC) user(ctx context.Context, issuer, subject string, c claims) (wes.User, error) {
 	name := c.str(o.cfg.UsernameClaim)
 	display := c.str("name")
 	if display == "" {
 		display = name
 	}
+	var account string
+	if name != "" {
+		if a, ok := o.cfg.Users.Account(name); ok {
+			if err := o.cfg.Accounts.Check(ctx, a); err != nil {
+				return wes.User{}, err
+			}
+			account = a
+		}
+	}
 	return wes.User{
 		Owner:    issuer + "|" + subject,
-		Username: o.cfg.Users.Username(name),
+		Username: account,
 		Display:  display,
 		Admin:    o.cfg.AdminGroup != "" && slices.Contains(c.list(o.cfg.GroupsClaim), o.cfg.AdminGroup),
-	}
+	}, nil
 }
 
 // Session keys.
@@ -347,7 +367,7 @@ func random() string {
 // itself: a problem page's "log in" link after a failed callback would
 // otherwise lead back to that spent callback.
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+	if !localPath(next) {
 		return "/"
 	}
 	switch path, _, _ := strings.Cut(next, "?"); path {
@@ -355,6 +375,34 @@ func safeNext(next string) string {
 		return "/"
 	}
 	return next
+}
+
+// localPath reports whether s is a path on this site that every browser
+// reads as one. Browsers drop TAB, CR and LF anywhere in a URL and read a
+// backslash as a slash, so "/\t/evil.example" and "/\\evil.example" lead
+// to another host; control bytes, backslashes and non-ASCII bytes are
+// therefore refused outright, in the value and in its decoded path, and what
+// is left must parse with no scheme and no host and start with a single "/".
+func localPath(s string) bool {
+	if len(s) > 4096 || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || !plainASCII(s) {
+		return false
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.Opaque != "" || u.User != nil {
+		return false
+	}
+	return strings.HasPrefix(u.Path, "/") && !strings.HasPrefix(u.Path, "//") && plainASCII(u.Path)
+}
+
+// plainASCII reports whether s holds only printable ASCII other than the
+// backslash.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // HandleLogin sends the browser to the provider.
@@ -416,7 +464,18 @@ func (o *OIDC) HandleCallback(fail func(w http.ResponseWriter, r *http.Request, 
 				o.log.Warn("oidc: userinfo at login", "err", err)
 			}
 		}
-		u := o.user(idt.Issuer, idt.Subject, c)
+		u, err := o.user(ctx, idt.Issuer, idt.Subject, c)
+		var refused *RefusedError
+		switch {
+		case errors.As(err, &refused):
+			o.log.Warn("login refused", "owner", idt.Issuer+"|"+idt.Subject, "account", refused.Account, "reason", refused.Reason)
+			fail(w, r, http.StatusForbidden, "You cannot log in: "+refused.Error()+".")
+			return
+		case err != nil:
+			o.log.Warn("login: cluster account not checked", "owner", idt.Issuer+"|"+idt.Subject, "err", err)
+			fail(w, r, http.StatusServiceUnavailable, "Your cluster account could not be checked just now. Please try again in a minute.")
+			return
+		}
 		b, _ := json.Marshal(u)
 		if err := o.sessions.RenewToken(ctx); err != nil {
 			o.log.Error("session: renew token", "err", err)

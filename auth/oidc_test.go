@@ -558,7 +558,6 @@ func TestOIDCUsernameClaimAndUserMap(t *testing.T) {
 	}{
 		{"alice@example.org", "alice"},
 		{"mallory@example.org", ""}, // no cluster account, though the claim is there
-		{"bob@example.org", ""},     // unmapped, and not a valid account name
 	} {
 		u, err := authenticate(o, "Bearer "+signJWT(t, key, idp.claims(map[string]any{"email": tc.email, "jti": tc.email})))
 		if err != nil {
@@ -572,12 +571,81 @@ func TestOIDCUsernameClaimAndUserMap(t *testing.T) {
 			t.Errorf("%s: owner %q: the owner is issuer and subject, never the username", tc.email, u.Owner)
 		}
 	}
-	// With the default claim, a preferred_username that is no account name
-	// gives no username rather than a mangled one.
+	// A claim that the map does not know and that is no account name is
+	// refused, never mangled into one; so is a preferred_username that is
+	// no account name.
 	plain := newTestOIDC(t, idp.srv.URL, nil)
-	u, err := authenticate(plain, "Bearer "+signJWT(t, key, idp.claims(map[string]any{"preferred_username": "Not Valid!"})))
-	if err != nil || u.Username != "" || u.Display != "Alice Liddell" {
-		t.Errorf("invalid preferred_username: %+v, %v", u, err)
+	for _, tc := range []struct {
+		o     *auth.OIDC
+		claim string
+		value string
+	}{
+		{o, "email", "bob@example.org"},
+		{plain, "preferred_username", "Not Valid!"},
+	} {
+		u, err := authenticate(tc.o, "Bearer "+signJWT(t, key, idp.claims(map[string]any{tc.claim: tc.value, "jti": tc.value})))
+		var refused *auth.RefusedError
+		if !errors.As(err, &refused) || refused.Account != tc.value || !strings.Contains(err.Error(), "not a valid account name") {
+			t.Errorf("%s %q: %+v, %v; want a refusal", tc.claim, tc.value, u, err)
+		}
+	}
+}
+
+// TestOIDCRefusedAccounts: a token that names a system account, the
+// service account, or an account the cluster says is a system one (a small
+// uid) or does not have, is refused; one whose account the cluster cannot
+// be asked about is unavailable, not refused; nothing is cached for them.
+func TestOIDCRefusedAccounts(t *testing.T) {
+	t.Parallel()
+	key := newFakeKey(t, "k")
+	idp := newFakeIdP(t, key)
+	uids := map[string]int{"alice": 1001, "sysop": 999, "zero": 0, "nobody2": 65534, "svc": 1003}
+	var lookups []string
+	var down bool
+	o := newTestOIDC(t, idp.srv.URL, func(c *auth.OIDCConfig) {
+		c.Accounts = &auth.AccountPolicy{ServiceAccount: "svc", MinUID: 1000,
+			Deny: append(auth.DefaultDeny(), "backupd"),
+			Lookup: func(_ context.Context, name string) (int, bool, error) {
+				lookups = append(lookups, name)
+				if down {
+					return 0, false, errors.New("ssh: connection refused")
+				}
+				uid, ok := uids[name]
+				return uid, ok, nil
+			}}
+	})
+	as := func(name string) (wes.User, error) {
+		return authenticate(o, "Bearer "+signJWT(t, key, idp.claims(map[string]any{"preferred_username": name, "jti": name})))
+	}
+	if u, err := as("alice"); err != nil || u.Username != "alice" {
+		t.Fatalf("alice: %+v, %v", u, err)
+	}
+	for _, tc := range []struct{ name, reason string }{
+		{"root", "system account"}, {"daemon", "system account"}, {"slurm", "system account"}, {"munge", "system account"},
+		{"systemd-network", "system account"}, {"backupd", "system account"},
+		{"svc", "service account"},
+		{"sysop", "system account"}, {"zero", "system account"}, {"nobody2", "system account"},
+		{"ghost", "no such account"},
+		{"Root", "not a valid account name"}, {"root\n", "not a valid account name"}, {"../root", "not a valid account name"},
+	} {
+		u, err := as(tc.name)
+		var refused *auth.RefusedError
+		if !errors.As(err, &refused) || !strings.Contains(err.Error(), tc.reason) {
+			t.Errorf("%q: %+v, %v; want refused as %q", tc.name, u, err, tc.reason)
+		}
+	}
+	for _, name := range lookups {
+		if name == "root" || name == "svc" || name == "Root" || name == "../root" {
+			t.Errorf("the cluster was asked about %q, which no cluster answer could make acceptable", name)
+		}
+	}
+	down = true
+	if _, err := as("carol"); !errors.Is(err, wes.ErrUnavailable) {
+		t.Errorf("cluster down: %v, want ErrUnavailable", err)
+	}
+	down, lookups = false, nil
+	if _, err := as("sysop"); err == nil || len(lookups) != 1 {
+		t.Errorf("a refused token again: %v after %d lookups; want a refusal asked anew", err, len(lookups))
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/wesgate/wesgate/scheduler"
 )
 
 // UserMap overrides the cluster username derived from a token claim. Each
@@ -38,37 +40,18 @@ func LoadUserMap(path string) (UserMap, error) {
 	return m, sc.Err()
 }
 
-// Username maps a claim value to a cluster username; "" when the person
-// has no cluster account.
-func (m UserMap) Username(claim string) string {
-	if u, ok := m[claim]; ok {
-		if u == "-" {
-			return ""
-		}
-		return u
+// Account maps a claim value to the cluster account it names: the map's
+// entry, or else the claim value itself. ok is false when the map says the
+// person has no cluster account ("-"). The account is not checked here;
+// see AccountPolicy.
+func (m UserMap) Account(claim string) (account string, ok bool) {
+	if u, mapped := m[claim]; mapped {
+		return u, u != "-"
 	}
-	if ValidUsername(claim) {
-		return claim
-	}
-	return ""
+	return claim, true
 }
 
-// ValidUsername reports whether s is a conservative POSIX account name:
-// it becomes an SSH principal and part of paths on the cluster.
-func ValidUsername(s string) bool {
-	if s == "" || len(s) > 32 {
-		return false
-	}
-	for i, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r == '_':
-		case (r >= '0' && r <= '9') || r == '-' || r == '.':
-			if i == 0 {
-				return false
-			}
-		default:
-			return false
-		}
-	}
-	return true
-}
+// ValidUsername reports whether s is a conservative POSIX account name,
+// ^[a-z_][a-z0-9_.-]{0,31}$ (see scheduler.ValidAccountName): it becomes an
+// SSH principal and part of paths on the cluster.
+func ValidUsername(s string) bool { return scheduler.ValidAccountName(s) }

@@ -66,25 +66,25 @@ func TestLoadUserMapErrors(t *testing.T) {
 	}
 }
 
-func TestUserMapUsername(t *testing.T) {
+func TestUserMapAccount(t *testing.T) {
 	t.Parallel()
 	m := auth.UserMap{"alice@example.org": "alice", "guest": "-", "root-ish": "alice2"}
 	for _, tc := range []struct {
 		m           auth.UserMap
 		claim, want string
+		ok          bool
 	}{
-		{m, "alice@example.org", "alice"}, // mapped
-		{m, "guest", ""},                  // "-": no account, though "guest" is a valid name
-		{m, "root-ish", "alice2"},         // the map wins over the claim itself
-		{m, "bob", "bob"},                 // unmapped valid names pass
-		{m, "Bob", ""},                    // unmapped invalid names do not
-		{m, "", ""},
-		{nil, "carol", "carol"}, // no map at all
-		{nil, "Not Valid!", ""},
-		{nil, "-", ""},
+		{m, "alice@example.org", "alice", true}, // mapped
+		{m, "guest", "", false},                 // "-": no account, though "guest" is a valid name
+		{m, "root-ish", "alice2", true},         // the map wins over the claim itself
+		{m, "bob", "bob", true},                 // unmapped names pass, to be checked by the policy
+		{m, "Bob", "Bob", true},
+		{nil, "carol", "carol", true}, // no map at all
+		{nil, "-", "-", true},         // not a map entry: the policy refuses it
 	} {
-		if got := tc.m.Username(tc.claim); got != tc.want {
-			t.Errorf("Username(%q) with %v = %q, want %q", tc.claim, tc.m, got, tc.want)
+		got, ok := tc.m.Account(tc.claim)
+		if ok != tc.ok || (ok && got != tc.want) {
+			t.Errorf("Account(%q) with %v = %q, %v; want %q, %v", tc.claim, tc.m, got, ok, tc.want, tc.ok)
 		}
 	}
 }

@@ -28,7 +28,7 @@ func (s *Server) api(next http.Handler) http.Handler {
 			if !errors.Is(err, auth.ErrNoCredentials) {
 				s.log.Info("authentication failed", "path", r.URL.Path, "err", err)
 			}
-			s.apiError(w, r, wes.ErrUnauthorized)
+			s.apiError(w, r, authError(err))
 			return
 		}
 		noteUser(r.Context(), u.Owner)
@@ -44,11 +44,25 @@ func (s *Server) anonAPI(next http.Handler) http.Handler {
 		case err == nil:
 			r = r.WithContext(context.WithValue(r.Context(), userKey{}, u))
 		case !errors.Is(err, auth.ErrNoCredentials):
-			s.apiError(w, r, wes.ErrUnauthorized)
+			s.apiError(w, r, authError(err))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// authError is what the API answers when authentication failed: 403 with
+// the reason for valid credentials that name a cluster account wesgate will
+// not act as, 503 when that account could not be checked, else 401.
+func authError(err error) error {
+	var refused *auth.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		return &statusError{http.StatusForbidden, refused.Error()}
+	case errors.Is(err, wes.ErrUnavailable):
+		return wes.ErrUnavailable
+	}
+	return wes.ErrUnauthorized
 }
 
 // apiFallback answers requests under the API base that no route took: 405

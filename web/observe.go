@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,7 +108,9 @@ func (s *Server) handleHealthz() http.Handler {
 }
 
 // handleReadyz says whether wesgate can do its work: the database answers
-// and every cluster account in use was polled successfully recently.
+// and every cluster account in use was polled successfully recently. The
+// problems name cluster accounts, so only admins see them; anyone else is
+// told just "not ready".
 func (s *Server) handleReadyz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
@@ -116,6 +119,9 @@ func (s *Server) handleReadyz() http.Handler {
 		status := http.StatusOK
 		if len(problems) > 0 {
 			status = http.StatusServiceUnavailable
+			if u, err := s.auth.Authenticate(r); err != nil || !u.Admin {
+				problems = []string{"not ready"}
+			}
 		}
 		body, _ := json.Marshal(struct {
 			Ready    bool     `json:"ready"`
@@ -152,11 +158,28 @@ func (s *Server) handleMetrics() http.Handler {
 			}
 		default:
 			host, _, _ := net.SplitHostPort(r.RemoteAddr)
-			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() || r.Header.Get("X-Forwarded-For") != "" {
+			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() || forwarded(r.Header) {
 				s.apiError(w, r, &statusError{http.StatusForbidden, "metrics are served to loopback addresses only"})
 				return
 			}
 		}
 		s.cfg.Metrics.ServeHTTP(w, r)
 	})
+}
+
+// forwarded reports whether a request carries any header a proxy adds to
+// say whom it forwards for. A request from loopback that came through a
+// proxy on this host is not from this host: the loopback rule refuses it
+// whatever the header says, rather than trusting a list of proxies.
+func forwarded(h http.Header) bool {
+	for name := range h {
+		name = http.CanonicalHeaderKey(name)
+		switch {
+		case name == "Forwarded", name == "Via", name == "X-Real-Ip", name == "Client-Ip",
+			strings.HasPrefix(name, "X-Forwarded-"), strings.HasPrefix(name, "X-Original-"),
+			strings.HasSuffix(name, "-Client-Ip"), strings.HasSuffix(name, "-Connecting-Ip"):
+			return true
+		}
+	}
+	return false
 }

@@ -106,6 +106,10 @@ type config struct {
 		UserMap         string   `toml:"user_map"`
 		InsecureCookies bool     `toml:"insecure_cookies"`
 		SessionLifetime duration `toml:"session_lifetime"`
+
+		// Secrets and account rules (secrets.go, accounts.go).
+		ClientSecretFile string   `toml:"client_secret_file"`
+		DenyUsernames    []string `toml:"deny_usernames"`
 	} `toml:"auth"`
 
 	Slurm struct {
@@ -123,6 +127,10 @@ type config struct {
 		CancelGrace      duration `toml:"cancel_grace"`
 		GoneGrace        duration `toml:"gone_grace"`
 		MaxCollectBytes  int64    `toml:"max_collect_bytes"`
+
+		// Account rules and certificate options (accounts.go).
+		MinUID            int    `toml:"min_uid"`
+		CertSourceAddress string `toml:"cert_source_address"`
 	} `toml:"slurm"`
 
 	Engines []engineConfig `toml:"engines"`
@@ -193,6 +201,7 @@ func defaultConfig() config {
 	c.Slurm.CancelGrace = duration{30 * time.Second}
 	c.Slurm.GoneGrace = duration{time.Minute}
 	c.Slurm.MaxCollectBytes = 1 << 30
+	c.Slurm.MinUID = 1000
 	return c
 }
 

@@ -38,7 +38,7 @@ import (
 // newAuthenticator builds the configured authentication: the local
 // development identity, or OIDC with browser sessions in the database.
 // Goroutines it starts stop with ctx and are counted in wg.
-func newAuthenticator(ctx context.Context, cfg config, db *sqlite.DB, log *slog.Logger, wg *sync.WaitGroup) (auth.Authenticator, error) {
+func newAuthenticator(ctx context.Context, cfg config, db *sqlite.DB, accounts *auth.AccountPolicy, log *slog.Logger, wg *sync.WaitGroup) (auth.Authenticator, error) {
 	switch cfg.Auth.Mode {
 	case "local":
 		authn, err := auth.NewLocal()
@@ -75,7 +75,7 @@ func newAuthenticator(ctx context.Context, cfg config, db *sqlite.DB, log *slog.
 		wg.Go(func() { db.Sessions().Cleanup(ctx, 10*time.Minute) })
 		o, err := auth.NewOIDC(ctx, auth.OIDCConfig{Issuer: a.Issuer, ClientID: a.ClientID, ClientSecret: a.ClientSecret,
 			Audiences: a.Audiences, UsernameClaim: a.UsernameClaim, GroupsClaim: a.GroupsClaim, AdminGroup: a.AdminGroup,
-			RequiredScope: a.RequiredScope, PublicURL: cfg.PublicURL, Users: users}, sessions, log.With("component", "auth"))
+			RequiredScope: a.RequiredScope, PublicURL: cfg.PublicURL, Users: users, Accounts: accounts}, sessions, log.With("component", "auth"))
 		if err != nil {
 			return nil, err
 		}
@@ -109,7 +109,10 @@ func newScheduler(cfg config, dataDir string, wake func(), reg prometheus.Regist
 			if sc.UserCAKey == "" {
 				return nil, 0, nil, errors.New("config: [slurm] per_user needs user_ca_key")
 			}
-			ca, err := slurm.NewCertAuthority(sc.UserCAKey, sc.CertTTL.Duration)
+			if err := checkPrivateKey("slurm user_ca_key", sc.UserCAKey); err != nil {
+				return nil, 0, nil, err
+			}
+			ca, err := slurm.NewCertAuthority(sc.UserCAKey, sc.CertTTL.Duration, certOptions(cfg)...)
 			if err != nil {
 				return nil, 0, nil, err
 			}
@@ -202,6 +205,9 @@ func versionRunner(sched wes.Scheduler) wes.VersionRunner {
 
 // loadKey reads an unencrypted SSH private key.
 func loadKey(path string) (ssh.Signer, error) {
+	if err := checkPrivateKey("slurm key_file", path); err != nil {
+		return nil, err
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("slurm key_file: %w", err)
@@ -276,6 +282,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	log, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
+		return err
+	}
+	if err := loadClientSecret(&cfg, firstOf(*cfgPath, getenv("WESGATE_CONFIG")), getenv, log); err != nil {
 		return err
 	}
 
@@ -400,7 +409,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(later) > 0 {
 		wg.Go(func() { detectLater(bgCtx, later, versionRunner(sched), svc, log) })
 	}
-	authn, err := newAuthenticator(bgCtx, cfg, db, log, &wg)
+	authn, err := newAuthenticator(bgCtx, cfg, db, accountPolicy(cfg, sched), log, &wg)
 	if err != nil {
 		return err
 	}

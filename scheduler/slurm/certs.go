@@ -3,12 +3,17 @@ package slurm
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/wesgate/wesgate/scheduler"
 )
 
 // CertAuthority mints short-lived SSH user certificates, so that wesgate
@@ -17,9 +22,11 @@ import (
 // (TrustedUserCAKeys); each certificate names exactly one principal, the
 // cluster username, and expires after TTL.
 type CertAuthority struct {
-	ca  ssh.Signer
-	ttl time.Duration
-	now func() time.Time
+	ca     ssh.Signer
+	ttl    time.Duration
+	now    func() time.Time
+	source string                       // source-address critical option ("" for none)
+	refuse func(principal string) error // nil: every valid account name
 
 	mu    sync.Mutex // guards certs
 	certs map[string]mintedCert
@@ -30,8 +37,39 @@ type mintedCert struct {
 	renew  time.Time
 }
 
+// CertOption changes how a CertAuthority mints certificates.
+type CertOption func(*CertAuthority) error
+
+// SourceAddress makes every certificate carry the source-address critical
+// option: sshd accepts it only from these addresses, a comma-separated list
+// of IP addresses and CIDR blocks (wesgate's own), so a certificate that
+// leaks is of no use elsewhere.
+func SourceAddress(list string) CertOption {
+	return func(c *CertAuthority) error {
+		var clean []string
+		for _, a := range strings.Split(list, ",") {
+			a = strings.TrimSpace(a)
+			if _, _, err := net.ParseCIDR(a); err != nil && net.ParseIP(a) == nil {
+				return fmt.Errorf("certificate source address %q is not an IP address or CIDR block", a)
+			}
+			clean = append(clean, a)
+		}
+		c.source = strings.Join(clean, ",")
+		return nil
+	}
+}
+
+// RefusePrincipals makes Credentials refuse to mint a certificate for an
+// account when check returns an error (for system accounts).
+func RefusePrincipals(check func(principal string) error) CertOption {
+	return func(c *CertAuthority) error {
+		c.refuse = check
+		return nil
+	}
+}
+
 // NewCertAuthority reads the CA's private key (unencrypted).
-func NewCertAuthority(keyFile string, ttl time.Duration) (*CertAuthority, error) {
+func NewCertAuthority(keyFile string, ttl time.Duration, opts ...CertOption) (*CertAuthority, error) {
 	b, err := os.ReadFile(keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("user CA key: %w", err)
@@ -40,7 +78,13 @@ func NewCertAuthority(keyFile string, ttl time.Duration) (*CertAuthority, error)
 	if err != nil {
 		return nil, fmt.Errorf("user CA key %s: %w", keyFile, err)
 	}
-	return NewCertAuthorityFromSigner(ca, ttl), nil
+	c := NewCertAuthorityFromSigner(ca, ttl)
+	for _, o := range opts {
+		if err := o(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // NewCertAuthorityFromSigner uses ca as the CA key.
@@ -52,8 +96,19 @@ func NewCertAuthorityFromSigner(ca ssh.Signer, ttl time.Duration) *CertAuthority
 }
 
 // Credentials returns a certificate signer for account, minting a new key
-// and certificate when the last one is past half its life.
+// and certificate when the last one is past half its life. It mints none
+// for a name that is not a valid account name or that the CA refuses, and
+// says so with an *AuthError: waiting will not help, so a run of such an
+// account fails rather than waits.
 func (c *CertAuthority) Credentials(account string) (Credentials, error) {
+	if !scheduler.ValidAccountName(account) {
+		return Credentials{}, &AuthError{Account: account, Err: errors.New("wesgate mints no certificate for it: not a valid account name")}
+	}
+	if c.refuse != nil {
+		if err := c.refuse(account); err != nil {
+			return Credentials{}, &AuthError{Account: account, Err: fmt.Errorf("wesgate mints no certificate for it: %w", err)}
+		}
+	}
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -88,6 +143,9 @@ func (c *CertAuthority) Mint(principal string, ttl time.Duration) (ssh.Signer, e
 		ValidAfter:      uint64(now.Add(-time.Minute).Unix()),
 		ValidBefore:     uint64(now.Add(ttl).Unix()),
 		Permissions:     ssh.Permissions{Extensions: map[string]string{}},
+	}
+	if c.source != "" {
+		cert.Permissions.CriticalOptions = map[string]string{"source-address": c.source}
 	}
 	if err := cert.SignCert(rand.Reader, c.ca); err != nil {
 		return nil, fmt.Errorf("sign certificate for %s: %w", principal, err)

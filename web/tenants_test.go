@@ -29,7 +29,13 @@ import (
 // polled: a cluster account whose squeue keeps failing.
 type tnUnpolled struct{ *local.Executor }
 
-func (tnUnpolled) Submit(context.Context, scheduler.Job, string) (string, error) { return "4242", nil }
+func (tnUnpolled) SubmitBatch(_ context.Context, _ string, jobs []scheduler.Job) []scheduler.Submitted {
+	res := make([]scheduler.Submitted, len(jobs))
+	for i := range res {
+		res[i].JobID = strconv.Itoa(4242 + i)
+	}
+	return res
+}
 
 func (tnUnpolled) Status(context.Context, string, []string) (map[string]scheduler.JobStatus, error) {
 	return nil, errors.New("squeue: slurm_load_jobs error: Unable to contact slurm controller")

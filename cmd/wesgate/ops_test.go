@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,27 +12,9 @@ import (
 	"testing"
 
 	"github.com/oauth2-proxy/mockoidc"
-	"golang.org/x/crypto/ssh"
 )
 
 func noEnv(string) string { return "" }
-
-// writeKey writes a fresh OpenSSH private key with the given mode.
-func writeKey(t *testing.T, path string, mode os.FileMode) {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), mode); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(path, mode)
-}
 
 func TestCheckConfig(t *testing.T) {
 	dir := t.TempDir()

@@ -210,7 +210,7 @@ func TestRunClientSecretSources(t *testing.T) {
 			if strings.Contains(authLines, "%q") {
 				authLines = fmt.Sprintf(authLines, idp.ClientSecret)
 			}
-			conf := fmt.Sprintf("public_url = \"http://%s\"\n[auth]\nmode = \"oidc\"\nissuer = %q\nclient_id = %q\ninsecure_cookies = true\n%s",
+			conf := fmt.Sprintf("public_url = \"http://%s\"\n[executor]\nlocal_single_user = true\n[auth]\nmode = \"oidc\"\nissuer = %q\nclient_id = %q\ninsecure_cookies = true\n%s",
 				addr, idp.Issuer(), idp.ClientID, authLines)
 			cfg := filepath.Join(t.TempDir(), "wesgate.toml")
 			os.WriteFile(cfg, []byte(conf), 0o600)

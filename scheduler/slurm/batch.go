@@ -45,6 +45,12 @@ func (e *Executor) SubmitBatch(ctx context.Context, account string, jobs []sched
 	if len(jobs) == 0 {
 		return res
 	}
+	if e.cfg.PerUser && account == e.cfg.ServiceAccount {
+		// A run stored for a person whose name is the service account's
+		// (before such names were refused) never runs with the service key.
+		failAll(pending, &scheduler.RejectedError{Msg: fmt.Sprintf("account %s is wesgate's own and cannot run a person's jobs", account)})
+		return res
+	}
 	if len(retryNames) > 0 {
 		found, err := e.findByNames(ctx, account, retryNames)
 		if err != nil {

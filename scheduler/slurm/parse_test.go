@@ -1,6 +1,9 @@
 package slurm
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -296,5 +299,32 @@ func TestPendingReasons(t *testing.T) {
 	jobs, _ := parseSqueue([]byte("8|RUNNING|JobHeldUser|debug|n1|2026-11-27T23:23:43\n"))
 	if jobs["8"].Held {
 		t.Error("a running job is not held")
+	}
+}
+
+// In per-user mode a run never reaches the cluster as the service account,
+// whatever name it was stored with: no connection is even made.
+func TestPerUserRefusesServiceAccount(t *testing.T) {
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(kh, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dialled := false
+	pool, err := NewPool(SSHConfig{Addr: "127.0.0.1:1", KnownHosts: kh, Credentials: func(string) (Credentials, error) {
+		dialled = true
+		return Credentials{}, errors.New("no")
+	}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ex, err := New(Config{Base: "/srv/{user}/runs", ServiceAccount: "wesgate-svc", PerUser: true}, pool, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := ex.SubmitBatch(context.Background(), "wesgate-svc", []scheduler.Job{{Name: "wes-x", User: "wesgate-svc", Dir: "/srv/wesgate-svc/runs/x"}})
+	var rej *scheduler.RejectedError
+	if !errors.As(res[0].Err, &rej) || dialled {
+		t.Errorf("submit as the service account in per-user mode: %v (dialled %v), want a rejection without a login", res[0].Err, dialled)
 	}
 }

@@ -1,9 +1,15 @@
 package wes
 
 import (
+	"context"
 	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 	"unicode"
 )
 
@@ -91,6 +97,60 @@ func FuzzDecodeObject(f *testing.F) {
 		}
 		if jsonDepth(b) > 8 {
 			t.Fatalf("%q: accepted nesting deeper than the limit", raw)
+		}
+	})
+}
+
+// FuzzCollectOutputs: whatever CWL output object a job prints, collecting
+// it never reads or serves a file outside the run directory, never follows
+// the symlink planted in it, and never hangs (a FIFO sits in it too).
+func FuzzCollectOutputs(f *testing.F) {
+	const runDir = "/cluster/runs/r1"
+	for _, s := range []string{
+		`{"a": {"class": "File", "path": "/cluster/runs/r1/outputs/a.txt"}}`,
+		`{"z": {"class": "File", "path": "/dev/zero"}}`,
+		`{"up": {"class": "File", "path": "/cluster/runs/r1/../../../etc/passwd"}}`,
+		`{"l": {"class": "File", "location": "file:///cluster/runs/r1/outputs/link"}}`,
+		`{"f": {"class": "File", "path": "/cluster/runs/r1/outputs/fifo"}}`,
+		`{"d": {"class": "Directory", "path": "/cluster/runs/r1/outputs"}, "n": [1, {"class": "File", "path": "/cluster/runs/r1//outputs/a.txt"}]}`,
+		`[]`, `null`, `{"a": {"class": "File", "path": "/cluster/runs/r1/outputs/a.txt\u0000x"}}`,
+	} {
+		f.Add(s)
+	}
+	local := f.TempDir()
+	for _, d := range []string{"outputs", "work"} {
+		if err := os.MkdirAll(filepath.Join(local, d), 0o750); err != nil {
+			f.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(local, "outputs", "a.txt"), []byte("a\n"), 0o640); err != nil {
+		f.Fatal(err)
+	}
+	if err := os.Symlink("/etc/passwd", filepath.Join(local, "outputs", "link")); err != nil {
+		f.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(local, "outputs", "fifo"), 0o640); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, object string) {
+		if err := os.WriteFile(filepath.Join(local, "stdout.txt"), []byte(object), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		out, _, err := CollectOutputs(ctx, OutputsCWL, local, runDir, nil, OutputLimits{})
+		if err != nil {
+			return
+		}
+		for _, ref := range strings.Split(string(out), fileMarker)[1:] {
+			rel, _, _ := strings.Cut(ref, `"`)
+			rel, _ = url.PathUnescape(rel)
+			if rel != "outputs/a.txt" && rel != "outputs" && rel != "work" && rel != "outputs/" {
+				t.Fatalf("serves %q from %s", rel, out)
+			}
+		}
+		if strings.Contains(string(out), "root:") {
+			t.Fatalf("read /etc/passwd: %s", out)
 		}
 	})
 }

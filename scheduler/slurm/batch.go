@@ -100,8 +100,9 @@ func (e *Executor) Submit(ctx context.Context, job scheduler.Job, localDir strin
 }
 
 // stage sends the run directories of jobs[idx] as one tar stream that a
-// single remote tar unpacks. Directories are the owner's alone (mode 0750
-// under umask 027); the batch script goes last in each directory.
+// single remote tar unpacks. Run directories are the account's alone
+// (umask 077: not even its group, which on a cluster is often everyone's);
+// the batch script goes last in each directory.
 func (e *Executor) stage(ctx context.Context, account string, jobs []scheduler.Job, idx []int) error {
 	byParent := map[string][]int{}
 	var parents []string
@@ -115,7 +116,7 @@ func (e *Executor) stage(ctx context.Context, account string, jobs []scheduler.J
 	for _, parent := range parents {
 		pr, pw := io.Pipe()
 		go func() { pw.CloseWithError(writeStage(pw, jobs, byParent[parent])) }()
-		cmd := "umask 027 && mkdir -p -- " + quote(parent) + " && exec tar -x -f - --no-same-owner -C " + quote(parent)
+		cmd := "umask 077 && mkdir -p -- " + quote(parent) + " && exec tar -x -f - --no-same-owner -C " + quote(parent)
 		_, err := e.streamLogged(ctx, account, "tar", cmd, pr, nil)
 		pr.CloseWithError(errors.New("stage ended")) // stops the writer if the command did
 		if err != nil {
@@ -132,7 +133,7 @@ func writeStage(w io.Writer, jobs []scheduler.Job, idx []int) error {
 	tw := tar.NewWriter(bw)
 	now := time.Now()
 	dir := func(name string) error {
-		return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: 0o750, ModTime: now})
+		return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: 0o700, ModTime: now})
 	}
 	for _, i := range idx {
 		j := jobs[i]
@@ -168,7 +169,7 @@ func writeStage(w io.Writer, jobs []scheduler.Job, idx []int) error {
 				return err
 			}
 		}
-		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: base + "/" + scheduler.ScriptFile, Mode: 0o750,
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: base + "/" + scheduler.ScriptFile, Mode: 0o700,
 			Size: int64(len(j.Script)), ModTime: now}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
@@ -193,7 +194,7 @@ func addFile(tw *tar.Writer, local, name string, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o640, Size: fi.Size(), ModTime: now}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o600, Size: fi.Size(), ModTime: now}); err != nil {
 		return err
 	}
 	_, err = io.CopyN(tw, f, fi.Size())

@@ -405,8 +405,8 @@ func TestLabSubmitStatusCollect(t *testing.T) {
 	// modes of their own.
 	if fi, err := fsys.Stat(j.Dir); err != nil {
 		t.Errorf("run directory: %v", err)
-	} else if fi.Mode().Perm() != 0o750 {
-		t.Errorf("run directory has mode %v, want 0750", fi.Mode().Perm())
+	} else if fi.Mode().Perm() != 0o700 {
+		t.Errorf("run directory has mode %v, want 0700", fi.Mode().Perm())
 	}
 	for _, name := range []string{scheduler.ScriptFile, "work/a.txt", "work/sub/deeper/b.txt"} {
 		if fi, err := fsys.Stat(j.Dir + "/" + name); err != nil || !fi.Mode().IsRegular() {

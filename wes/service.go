@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -883,13 +882,13 @@ func (s *Service) Cancel(ctx context.Context, u User, id string) error {
 	}
 	err := s.store.UpdateRun(ctx, id, func(r *Run) error {
 		if r.State.Terminal() || r.CancelRequested {
-			return errNoChange
+			return ErrNoChange
 		}
 		r.CancelRequested = true
 		r.State = Canceling
 		return nil
 	})
-	if errors.Is(err, errNoChange) {
+	if errors.Is(err, ErrNoChange) {
 		return nil
 	}
 	if err != nil {
@@ -900,12 +899,10 @@ func (s *Service) Cancel(ctx context.Context, u User, id string) error {
 	return nil
 }
 
-// errNoChange tells UpdateRun to write nothing.
-var errNoChange = errors.New("no change")
 
 // ErrNoChange is returned by an UpdateRun callback that changes nothing; the
 // store then commits nothing and UpdateRun returns it.
-var ErrNoChange = errNoChange
+var ErrNoChange = errors.New("no change")
 
 // Log streams.
 const (
@@ -1037,5 +1034,3 @@ func Summary(r *Run) RunSummary {
 	return RunSummary{RunID: r.ID, State: r.State, StartTime: FormatTime(r.Started), EndTime: FormatTime(r.Ended), Tags: tags}
 }
 
-// itoa is strconv.Itoa, named for brevity in log lines.
-func itoa(n int) string { return strconv.Itoa(n) }

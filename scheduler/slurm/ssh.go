@@ -255,7 +255,7 @@ func (p *Pool) dial(ctx context.Context, account string) (*ssh.Client, error) {
 	d := net.Dialer{Timeout: p.cfg.DialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", p.cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	// The handshake has its own deadline, as ssh.Dial would set.
 	nc.SetDeadline(time.Now().Add(p.cfg.DialTimeout))
@@ -268,7 +268,7 @@ func (p *Pool) dial(ctx context.Context, account string) (*ssh.Client, error) {
 		if strings.Contains(err.Error(), "unable to authenticate") {
 			return nil, &AuthError{Account: cred.User, Err: err}
 		}
-		return nil, fmt.Errorf("%w: ssh handshake: %v", ErrUnreachable, err)
+		return nil, fmt.Errorf("%w: ssh handshake: %w", ErrUnreachable, err)
 	}
 	nc.SetDeadline(time.Time{})
 	return ssh.NewClient(sc, chans, reqs), nil

@@ -67,7 +67,10 @@ type Config struct {
 	// Watch is where the run pipeline records how the cluster answers
 	// (nil: a new one, for a service without a pipeline).
 	Watch *Watch
-	Now   func() time.Time
+	// Wakeups is the channel the service signals when a run is created or a
+	// cancel requested (nil: a channel of its own); others may signal it too.
+	Wakeups chan struct{}
+	Now     func() time.Time
 }
 
 // Service is the WES service: every rule of the API lives here, and both the
@@ -131,7 +134,10 @@ func NewService(ctx context.Context, cfg Config, store Store, sched Scheduler, l
 		return nil, fmt.Errorf("page token key: %w", err)
 	}
 	s := &Service{cfg: cfg, store: store, sched: sched, log: log, tokens: pageTokens{key: key},
-		wake: make(chan struct{}, 1), watch: cfg.Watch}
+		wake: cfg.Wakeups, watch: cfg.Watch}
+	if s.wake == nil {
+		s.wake = make(chan struct{}, 1)
+	}
 	if s.watch == nil {
 		s.watch = NewWatch()
 	}
@@ -899,7 +905,6 @@ func (s *Service) Cancel(ctx context.Context, u User, id string) error {
 	return nil
 }
 
-
 // ErrNoChange is returned by an UpdateRun callback that changes nothing; the
 // store then commits nothing and UpdateRun returns it.
 var ErrNoChange = errors.New("no change")
@@ -1033,4 +1038,3 @@ func Summary(r *Run) RunSummary {
 	}
 	return RunSummary{RunID: r.ID, State: r.State, StartTime: FormatTime(r.Started), EndTime: FormatTime(r.Ended), Tags: tags}
 }
-

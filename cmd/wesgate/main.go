@@ -326,10 +326,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer db.Close()
 
-	var svc *wes.Service
+	// The pipeline looks at the runs at once when one is created or
+	// cancelled (the service signals) or a local job ends (the executor does).
+	wakeups := make(chan struct{}, 1)
 	wake := func() {
-		if svc != nil {
-			svc.Wake()
+		select {
+		case wakeups <- struct{}{}:
+		default:
 		}
 	}
 	switch cfg.Metrics.Access {
@@ -373,7 +376,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	setIf(&limits.MaxFieldBytes, cfg.Limits.MaxFieldBytes)
 	setIf(&limits.MaxWorkflowBytes, cfg.Limits.MaxWorkflowBytes)
 	setIf(&limits.MaxJSONDepth, cfg.Limits.MaxJSONDepth)
-	svc, err = wes.NewService(ctx, wes.Config{
+	svc, err := wes.NewService(ctx, wes.Config{
 		DataDir: dataDir,
 		Engines: offered,
 		Limits:  limits,
@@ -391,6 +394,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		GoneGrace:       goneGrace,
 		Metrics:         registry,
 		Watch:           watch,
+		Wakeups:         wakeups,
 	}, db, sched, log.With("component", "wes"))
 	if err != nil {
 		return err

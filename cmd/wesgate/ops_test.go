@@ -46,7 +46,7 @@ func TestCheckConfig(t *testing.T) {
 			[]string{"issuer is needed", "client_id is needed", "cookies are Secure"}},
 		{"slurm incomplete", "[executor]\nkind = \"slurm\"\n",
 			[]string{"ssh_addr is needed", "user is needed", "key_file is needed", "known_hosts is needed", "remote_base is needed"}},
-		{"key others may read", slurm(openKey), []string{"mode 0644: others may read it"}},
+		{"key others may read", slurm(openKey), []string{"by its group or others (mode 0644)"}},
 		{"key missing", slurm(filepath.Join(dir, "nothing")), []string{"key_file", "no such file"}},
 		{"bad engine", "[[engines]]\nname = \"mine\"\ncommand = [\"x\"]\nversion_command = [\"x\", \"-v\"]\n",
 			[]string{"engine mine has no workflow types"}},

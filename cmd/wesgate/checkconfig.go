@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -139,10 +138,8 @@ func checkConfig(cfg config) []string {
 			}
 		}
 		if sc.KeyFile != "" {
-			if _, err := loadKey(sc.KeyFile); err != nil {
+			if _, err := loadKey(sc.KeyFile); err != nil { // permissions included
 				add("[slurm] %v", err)
-			} else if p := privateKeyProblem(sc.KeyFile); p != "" {
-				add("[slurm] key_file %s", p)
 			}
 		}
 		if sc.KnownHosts != "" {
@@ -156,10 +153,10 @@ func checkConfig(cfg config) []string {
 		if sc.PerUser {
 			if sc.UserCAKey == "" {
 				add("[slurm] per_user needs user_ca_key")
+			} else if err := checkPrivateKey("slurm user_ca_key", sc.UserCAKey); err != nil {
+				add("[slurm] %v", err)
 			} else if _, err := slurm.NewCertAuthority(sc.UserCAKey, sc.CertTTL.Duration); err != nil {
 				add("[slurm] %v", err)
-			} else if p := privateKeyProblem(sc.UserCAKey); p != "" {
-				add("[slurm] user_ca_key %s", p)
 			}
 		}
 	default:
@@ -170,19 +167,6 @@ func checkConfig(cfg config) []string {
 		add("%s", strings.TrimPrefix(err.Error(), "config: "))
 	}
 	return problems
-}
-
-// privateKeyProblem says what is wrong with a private key file's
-// permissions: anyone but its owner may read or change it.
-func privateKeyProblem(path string) string {
-	st, err := os.Stat(path)
-	if err != nil {
-		return err.Error()
-	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Sprintf("%s has mode %04o: others may read it (chmod 600)", path, perm)
-	}
-	return ""
 }
 
 // reachServices contacts what the configuration names, as serve would at

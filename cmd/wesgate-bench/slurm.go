@@ -284,8 +284,9 @@ type cmdCounts struct {
 }
 
 type hostileResult struct {
-	alone, beside time.Duration // POST to the last plain run terminal
-	runs          []hostileRun
+	alone  []time.Duration // POST to the last plain run terminal, before and after
+	beside time.Duration
+	runs   []hostileRun
 }
 
 type hostileRun struct {
@@ -427,13 +428,17 @@ func (b *bench) burst(ctx context.Context, r *burstResult, bin string, hostile b
 	return nil
 }
 
-// hostile submits plain runs alone, then with a run whose output names
-// /dev/zero and one whose stdout becomes a FIFO.
+// hostile submits plain runs alone, then together with a run whose output
+// names /dev/zero and one whose stdout becomes a FIFO, then alone again
+// once the hostile runs have ended (the lab is shared: one round may meet
+// another user's jobs).
 func (b *bench) hostile(ctx context.Context, hc *http.Client, base string, logs *logWatch) (*hostileResult, error) {
 	h := &hostileResult{}
-	plainRound := func(extra map[string]string) (time.Duration, map[string]string, time.Time, error) {
+	// round POSTs the plain runs and extra at once and returns when the
+	// plain ones have ended.
+	round := func(extra map[string]string) (time.Duration, map[string]string, time.Time, error) {
 		t0 := time.Now()
-		hostileIDs := map[string]string{}
+		extraIDs := map[string]string{}
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		var errs []error
@@ -446,13 +451,13 @@ func (b *bench) hostile(ctx context.Context, hc *http.Client, base string, logs 
 					errs = append(errs, err)
 					return
 				}
-				hostileIDs[id] = name
+				extraIDs[id] = name
 			})
 		}
 		plain, _, err := postMany(hc, base, quickScript, b.opts.plain, b.opts.plain)
 		wg.Wait()
 		b.addRuns(plain...)
-		for id := range hostileIDs {
+		for id := range extraIDs {
 			b.addRuns(id)
 		}
 		if err = errors.Join(append(errs, err)...); err != nil {
@@ -463,13 +468,14 @@ func (b *bench) hostile(ctx context.Context, hc *http.Client, base string, logs 
 		if err != nil {
 			return 0, nil, t0, err
 		}
-		return latest(ended).Sub(t0), hostileIDs, t0, nil
+		return latest(ended).Sub(t0), extraIDs, t0, nil
 	}
-	var err error
-	if h.alone, _, _, err = plainRound(nil); err != nil {
+	alone, _, _, err := round(nil)
+	if err != nil {
 		return nil, err
 	}
-	beside, hostileIDs, t0, err := plainRound(map[string]string{"output names /dev/zero": devZeroScript, "stdout.txt becomes a FIFO": fifoScript})
+	h.alone = append(h.alone, alone)
+	beside, hostileIDs, t0, err := round(map[string]string{"output names /dev/zero": devZeroScript, "stdout.txt becomes a FIFO": fifoScript})
 	if err != nil {
 		return nil, err
 	}
@@ -480,6 +486,9 @@ func (b *bench) hostile(ctx context.Context, hc *http.Client, base string, logs 
 	}
 	ended, err := logs.waitRuns(ctx, "run ended", ids, 3*time.Minute)
 	b.addJobs(logs)
+	if err != nil {
+		b.logf("hostile runs: %v", err) // their state says so
+	}
 	endAt := map[string]time.Time{}
 	for _, e := range ended {
 		endAt[e.Run] = e.At
@@ -498,9 +507,10 @@ func (b *bench) hostile(ctx context.Context, hc *http.Client, base string, logs 
 		h.runs = append(h.runs, hr)
 	}
 	slices.SortFunc(h.runs, func(a, b hostileRun) int { return strings.Compare(a.name, b.name) })
-	if err != nil {
-		b.logf("hostile runs: %v", err) // their state says so
+	if alone, _, _, err = round(nil); err != nil {
+		return nil, err
 	}
+	h.alone = append(h.alone, alone)
 	return h, nil
 }
 
@@ -510,12 +520,13 @@ type loopResult struct {
 	old bool
 	err error
 
-	bare, viaWES []time.Duration // sbatch to COMPLETED; POST to COMPLETE
-	notComplete  int
-	few, many    perMinute
-	cpu          float64 // share of one core while the many runs were active
-	rss, hwm     int64
-	bareSqueue   time.Duration
+	bare, viaWES    []time.Duration // sbatch to COMPLETED; POST to COMPLETE
+	toJob, jobToEnd []time.Duration // POST to the job id recorded; from there to COMPLETE
+	notComplete     int
+	few, many       perMinute
+	cpu             float64 // share of one core while the many runs were active
+	rss, hwm        int64
+	bareSqueue      time.Duration
 }
 
 // perMinute are the calls counted in a window with active runs.
@@ -568,6 +579,10 @@ for i in $(seq 1200); do sacct -n -X -P -j "$id" -o State | grep -q COMPLETED &&
 			return err
 		}
 		r.viaWES = append(r.viaWES, ended[0].At.Sub(t))
+		if sub, err := logs.waitRuns(ctx, "run submitted", map[string]bool{id: true}, time.Second); err == nil {
+			r.toJob = append(r.toJob, sub[0].At.Sub(t))
+			r.jobToEnd = append(r.jobToEnd, ended[0].At.Sub(sub[0].At))
+		}
 		if ended[0].State != "COMPLETE" {
 			r.notComplete++
 		}
@@ -585,10 +600,27 @@ for i in $(seq 1200); do sacct -n -X -P -j "$id" -o State | grep -q COMPLETED &&
 		if err != nil {
 			return perMinute{}, err
 		}
-		// The account polls fast for hot_for after a submission: count after.
-		wait := time.Until(latest(sub).Add(hotFor + 2*time.Second))
-		b.logf("%d active runs: counting for %s after %s", active, b.opts.window, wait.Round(time.Second))
-		time.Sleep(wait)
+		// Held jobs never start; the two that run sleep. The account polls
+		// fast for hot_for after a submission or a job start: count once it
+		// has cooled (two polls in a row at least 4 s apart).
+		var pending []string
+		if out, err := remote(b.direct, "squeue --me --noheader --states=PENDING --format=%i"); err == nil {
+			b.mu.Lock()
+			for _, j := range strings.Fields(out) {
+				if _, mine := slices.BinarySearch(b.jobs, j); mine {
+					pending = append(pending, j)
+				}
+			}
+			b.mu.Unlock()
+		}
+		for c := range slices.Chunk(pending, 500) {
+			remote(b.direct, "scontrol hold "+strings.Join(c, ","))
+		}
+		time.Sleep(time.Until(latest(sub).Add(hotFor)))
+		for end := time.Now().Add(3 * time.Minute); time.Now().Before(end) && !logs.cool(b.opts.user, 4*time.Second); {
+			time.Sleep(time.Second)
+		}
+		b.logf("%d active runs (%d held): counting for %s", active, len(pending), b.opts.window)
 		mark := b.mark()
 		t0 := time.Now()
 		cpu0 := cpuTime(srv.cmd.Process.Pid)
@@ -960,6 +992,22 @@ func (w *logWatch) waitRuns(ctx context.Context, msg string, ids map[string]bool
 	}
 }
 
+// cool reports whether the account's last two polls were at least gap
+// apart (an older wesgate's ticks: always).
+func (w *logWatch) cool(account string, gap time.Duration) bool {
+	ps := w.between(time.Now().Add(-time.Hour), time.Now())
+	var at []time.Time
+	for _, e := range ps {
+		if e.Msg == "pipeline: poll" && e.Account == account {
+			at = append(at, e.At)
+		}
+		if e.Msg == "monitor: tick" {
+			return true
+		}
+	}
+	return len(at) >= 3 && at[len(at)-1].Sub(at[len(at)-2]) >= gap && at[len(at)-2].Sub(at[len(at)-3]) >= gap
+}
+
 // polls are the account's polls in [from, to]: "pipeline: poll" lines, or
 // an older wesgate's "monitor: tick" (one for all accounts).
 func (w *logWatch) polls(account string, from, to time.Time) pollStats {
@@ -1052,8 +1100,9 @@ func (b *bench) print(w io.Writer, after *burstResult, loop *loopResult, afterSm
 			perTick(after.submitCmds), perTick(after.settleCmds))
 	}
 	if h := after.hostile; h != nil {
-		fmt.Fprintf(w, "| 5 | %d plain runs, POST to the last terminal: alone; beside a /dev/zero output and a FIFO stdout | %s; %s (%+.1f s) | at most one operation deadline later (collect_timeout 1m) | %s |\n",
-			o.plain, sec(h.alone), sec(h.beside), (h.beside - h.alone).Seconds(), yes(h.beside-h.alone <= time.Minute))
+		alone := (h.alone[0] + h.alone[1]) / 2
+		fmt.Fprintf(w, "| 5 | %d plain runs, POST to the last terminal: alone (before; after); beside a /dev/zero output and a FIFO stdout | %s; %s; %s (%+.1f s) | at most one operation deadline later (collect_timeout 1m) | %s |\n",
+			o.plain, sec(h.alone[0]), sec(h.alone[1]), sec(h.beside), (h.beside - alone).Seconds(), yes(h.beside-alone <= time.Minute))
 	}
 	if loop.err != nil {
 		fmt.Fprintf(w, "| | loopback | failed: %v | | |\n", loop.err)
@@ -1079,6 +1128,7 @@ func (b *bench) print(w io.Writer, after *burstResult, loop *loopResult, afterSm
 	if loop.many.window > 0 {
 		fmt.Fprintf(w, "| loopback: POST to COMPLETE, min / median / max | %s / %s / %s |\n", sec(pct(loop.viaWES, 0)), sec(pct(loop.viaWES, .5)), sec(pct(loop.viaWES, 1)))
 		fmt.Fprintf(w, "| loopback: bare sbatch to COMPLETED, min / median / max | %s / %s / %s |\n", sec(pct(loop.bare, 0)), sec(pct(loop.bare, .5)), sec(pct(loop.bare, 1)))
+		fmt.Fprintf(w, "| loopback: POST to the job id recorded; from there to COMPLETE (medians) | %s; %s |\n", sec(pct(loop.toJob, .5)), sec(pct(loop.jobToEnd, .5)))
 		for _, pm := range []perMinute{loop.few, loop.many} {
 			fmt.Fprintf(w, "| loopback, %d active runs, %s: polls; squeue / sacct (wesgate's log); squeue / sacct (lab shims) | %d; %d / %d; %d / %d |\n",
 				pm.active, pm.window.Round(time.Second), pm.polls, pm.squeue, pm.sacct, pm.labSqueue, pm.labSacct)
@@ -1248,6 +1298,9 @@ func orErr(r *burstResult, d time.Duration) string {
 }
 
 func sec(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
 	if d >= 10*time.Second {
 		return fmt.Sprintf("%.1f s", d.Seconds())
 	}

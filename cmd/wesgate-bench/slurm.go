@@ -335,6 +335,7 @@ type pollStats struct {
 type cmdCounts struct {
 	polls int
 	log   map[string]int
+	took  map[string][]time.Duration // each logged command's duration, by kind
 	lab   map[string]int
 }
 
@@ -756,10 +757,11 @@ func (b *bench) mark() labenv.Mark {
 // kind, and the lab's shims and sshd since mark (which also count any other
 // user of the account).
 func (b *bench) counts(logs *logWatch, mark labenv.Mark, from, to time.Time, polls int) cmdCounts {
-	c := cmdCounts{polls: polls, log: map[string]int{}, lab: map[string]int{}}
+	c := cmdCounts{polls: polls, log: map[string]int{}, took: map[string][]time.Duration{}, lab: map[string]int{}}
 	for _, e := range logs.between(from, to) {
 		if e.Msg == "slurm: command" || e.Msg == "slurm: command failed" {
 			c.log[e.Kind]++
+			c.took[e.Kind] = append(c.took[e.Kind], e.Took)
 		}
 	}
 	if !b.noCounts {
@@ -1310,7 +1312,7 @@ func cmdTable(w io.Writer, r *burstResult) {
 	if r.submitCmds.log == nil {
 		return
 	}
-	fmt.Fprintf(w, "\nRemote commands of the account during the bursts of %d runs: wesgate's log by kind (per poll tick), and the lab's count (Slurm command shims; sshd sessions)\n\n", r.n)
+	fmt.Fprintf(w, "\nRemote commands of the account during the bursts of %d runs: wesgate's log by kind (count (per poll tick); duration p50 / max), and the lab's count (Slurm command shims; sshd sessions)\n\n", r.n)
 	fmt.Fprintln(w, "| kind | submit burst | settle burst |")
 	fmt.Fprintln(w, "|---|---:|---:|")
 	fmt.Fprintf(w, "| poll ticks | %d | %d |\n", r.submitCmds.polls, r.settleCmds.polls)
@@ -1330,7 +1332,7 @@ func cmdTable(w io.Writer, r *burstResult) {
 		if c.polls == 0 {
 			return strconv.Itoa(c.log[k])
 		}
-		return fmt.Sprintf("%d (%.2f)", c.log[k], float64(c.log[k])/float64(c.polls))
+		return fmt.Sprintf("%d (%.2f); %s / %s", c.log[k], float64(c.log[k])/float64(c.polls), ms(pct(c.took[k], .5)), ms(pct(c.took[k], 1)))
 	}
 	for _, k := range ks {
 		fmt.Fprintf(w, "| log: %s | %s | %s |\n", k, cell(r.submitCmds, k), cell(r.settleCmds, k))

@@ -212,6 +212,9 @@ func startServer(ctx context.Context, bin, cfg, data string, stderr io.Writer, e
 }
 
 func (s *server) stop() {
+	if s == nil {
+		return
+	}
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	s.cmd.Wait()
 }
